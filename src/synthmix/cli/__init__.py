@@ -1,0 +1,1 @@
+"""Command-line interface: typer commands, each a thin typed function over a stage."""

@@ -1,0 +1,56 @@
+"""The ``synthmix`` command. Sub-commands live in sibling modules; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from synthmix import __version__
+
+app = typer.Typer(
+    name="synthmix",
+    help="Does diffusion-made data help my classifier, how much of it, and in what role?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthmix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Stages: data, generator, generate, curate, train, evaluate, run, status, report, demo, audit."""
+
+
+def _register() -> None:
+    # Each module adds its commands to ``app``; a module that does not exist yet is skipped.
+    import importlib
+
+    for name in ("data", "train", "generator", "generate", "curate", "experiments", "audit"):
+        try:
+            importlib.import_module(f"synthmix.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"synthmix.cli.{name}":
+                raise
+
+
+def main() -> None:
+    from synthmix.core.errors import SynthmixError
+
+    _register()
+    try:
+        app()
+    except SynthmixError as err:
+        from rich.markup import escape
+
+        from synthmix.core.log import console
+
+        console().print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        sys.exit(2)

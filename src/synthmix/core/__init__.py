@@ -1,0 +1,1 @@
+"""Building blocks with no internal dependencies: file I/O, hashing, seeding, config, errors."""

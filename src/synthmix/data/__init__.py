@@ -1,0 +1,1 @@
+"""The data layer: scan + validate an ImageFolder, the manifest, splits, preprocessing, caches."""

@@ -1,0 +1,1 @@
+"""Generators (embedded diffusion, Stable Diffusion text2img / DA-Fusion) behind one protocol."""

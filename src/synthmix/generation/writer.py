@@ -1,0 +1,83 @@
+"""Writing generated images: temp file + rename, then the manifest row; bad images flagged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.hashing import sha256_file
+from synthmix.core.io import atomic_path
+from synthmix.data.manifest import append_rows, new_row, read_manifest
+
+
+def image_problem(arr) -> str | None:
+    """Why an image must not be kept (NaN, black, blank), or None if it looks like a picture.
+
+    ``arr``: float array in [0, 1] or uint8, shape [H, W, 3].
+    """
+    import numpy as np
+
+    a = np.asarray(arr)
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            return "non-finite pixel values (NaN/inf)"
+        a = a * 255.0
+    a = a.astype(np.float32)
+    if a.max() <= 4:
+        return "black image"
+    if a.std() < 1.0:
+        return "blank image (near-constant)"
+    return None
+
+
+def to_uint8(arr):
+    """[H, W, 3] float in [0, 1] (NaN -> 0) or uint8 -> uint8."""
+    import numpy as np
+
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    return (np.nan_to_num(a, nan=0.0).clip(0, 1) * 255.0 + 0.5).astype(np.uint8)
+
+
+class ImageWriter:
+    """Stores images under ``out_dir`` and their rows in ``manifest_path``.
+
+    A re-run builds a new writer over the same paths and skips ids whose row exists with the
+    file present. Failed images (NaN/black) get a row with ``status="failed"`` and no kept
+    file, so a re-run does not retry them forever and they are counted, not lost.
+    """
+
+    def __init__(self, manifest_path: str | Path, out_dir: str | Path | None = None):
+        self.manifest_path = Path(manifest_path)
+        self.root = self.manifest_path.parent
+        self.out_dir = Path(out_dir) if out_dir else self.root / "images"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.done: dict[str, dict[str, Any]] = {}
+        if self.manifest_path.exists():
+            for r in read_manifest(self.manifest_path):
+                if r.get("status") == "failed" or (self.root / r["path"]).exists():
+                    self.done[r["id"]] = r
+
+    def is_done(self, row_id: str) -> bool:
+        return row_id in self.done
+
+    def write(self, planned: dict[str, Any], image) -> dict[str, Any]:
+        """Check, store and record one image; returns its manifest row."""
+        from PIL import Image
+
+        problem = image_problem(image)
+        rel = Path(os.path.relpath(self.out_dir, self.root)) / str(planned["label"]) / f"{planned['id']}.png"
+        row = new_row(**{**planned, "path": rel.as_posix()})
+        if problem:
+            row.update(status="failed", path=None, scores={**(row.get("scores") or {}), "failure": problem})
+        else:
+            arr = to_uint8(image)
+            with atomic_path(self.root / rel) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+            row.update(status="ok", width=arr.shape[1], height=arr.shape[0], mode="RGB",
+                       sha256=sha256_file(self.root / rel))
+        append_rows(self.manifest_path, [row])
+        self.done[row["id"]] = row
+        return row
