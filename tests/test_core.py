@@ -26,6 +26,8 @@ def test_read_jsonl_ignores_torn_last_line(tmp_path):
     with open(p, "a") as fh:
         fh.write('{"id": "c", "pa')  # a writer killed mid-line
     assert [r["id"] for r in read_jsonl(p)] == ["a", "b"]
+    append_jsonl(p, [{"id": "d"}])  # the next append starts a clean line
+    assert [r["id"] for r in read_jsonl(p)] == ["a", "b", "d"]
 
 
 def test_config_hash_ignores_key_order():

@@ -76,10 +76,23 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     lines = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)
     if not lines:
         return
+    _drop_torn_tail(path)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(lines)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """If a killed writer left a partial last line, cut it off so the next row starts a new line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        data = fh.seek(0) or fh.read()
+        fh.truncate(data.rfind(b"\n") + 1)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

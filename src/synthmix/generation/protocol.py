@@ -44,6 +44,7 @@ def run_generation(generator: Generator, planned: Sequence[dict[str, Any]], writ
                    rank: int = 0, world_size: int = 1) -> dict[str, int]:
     """Render every planned row not yet done; returns counts {planned, skipped, ok, failed}."""
     mine = shard(planned, rank, world_size)
+    writer.record_plan([r["id"] for r in mine])
     todo = [r for r in mine if not writer.is_done(r["id"])]
     counts = {"planned": len(mine), "skipped": len(mine) - len(todo), "ok": 0, "failed": 0}
     for start in range(0, len(todo), batch_size):

@@ -60,6 +60,18 @@ class ImageWriter:
                 if r.get("status") == "failed" or (self.root / r["path"]).exists():
                     self.done[r["id"]] = r
 
+    @property
+    def plan_path(self) -> Path:
+        """``<manifest stem>.plan.json``: the ids this writer was asked for (audit compares)."""
+        return self.manifest_path.with_name(self.manifest_path.stem + ".plan.json")
+
+    def record_plan(self, ids: list[str]) -> None:
+        """Store the planned ids (union with any earlier plan for the same manifest)."""
+        from synthmix.core.io import atomic_write_json, read_json
+
+        old = set(read_json(self.plan_path)["ids"]) if self.plan_path.exists() else set()
+        atomic_write_json(self.plan_path, {"ids": sorted(old | set(ids))})
+
     def is_done(self, row_id: str) -> bool:
         return row_id in self.done
 

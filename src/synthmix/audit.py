@@ -1,0 +1,124 @@
+"""``synthmix audit RUN_DIR``: check every manifest under a run directory against the disk.
+
+Checks, for each ``*.jsonl`` manifest found under the run directory:
+
+- every row's file exists and (when the row records one) has its sha256;
+- no duplicate ids within a manifest; no torn (partial) last line;
+- relative paths stay inside the run directory (no ``../`` escape);
+- every image file stored beside a manifest (its ``images/`` tree) has a row;
+- planned = done + failed + rejected + skipped: the ids in ``*.plan.json`` equal the ids of the
+  rows of the manifests in that directory;
+- no temporary files left behind by a killed writer are visible as done (``*.tmp``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthmix.core.hashing import sha256_file
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _read_rows(manifest: Path, problems: list[Problem]) -> list[dict]:
+    rows = []
+    raw = manifest.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        problems.append(Problem(str(manifest), "last line is incomplete (a write was cut short)"))
+    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(raw.splitlines()) and not raw.endswith(b"\n"):
+                continue  # the torn last line, reported above
+            problems.append(Problem(f"{manifest}:{n}", "line is not valid JSON"))
+    return rows
+
+
+def _is_manifest(path: Path) -> bool:
+    if path.name.endswith(".plan.json") or path.suffix != ".jsonl":
+        return False
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "id" in row and "path" in row
+
+
+def audit_run(run_dir: str | Path, check_hashes: bool = True) -> tuple[list[Problem], dict[str, int]]:
+    """Return (problems, counts). An empty problem list means the run directory is consistent."""
+    run_dir = Path(run_dir).resolve()
+    problems: list[Problem] = []
+    counts = Counter()
+    if not run_dir.is_dir():
+        return [Problem(str(run_dir), "not a directory")], dict(counts)
+
+    for tmp in sorted(run_dir.rglob("*.tmp")):
+        problems.append(Problem(str(tmp), "temporary file left by an interrupted write"))
+
+    manifests = sorted(p for p in run_dir.rglob("*.jsonl") if _is_manifest(p))
+    by_dir: dict[Path, list[dict]] = {}
+    for manifest in manifests:
+        counts["manifests"] += 1
+        rows = _read_rows(manifest, problems)
+        by_dir.setdefault(manifest.parent, []).extend(rows)
+        for rid, n in Counter(r.get("id") for r in rows).items():
+            if n > 1:
+                problems.append(Problem(str(manifest), f"id {rid} appears {n} times"))
+        for r in rows:
+            counts["rows"] += 1
+            if r.get("status") == "failed" or not r.get("path"):
+                counts["failed"] += 1
+                continue
+            p = Path(r["path"])
+            if not p.is_absolute():
+                p = (manifest.parent / p).resolve()
+                if run_dir not in p.parents:
+                    problems.append(Problem(str(manifest), f"row {r.get('id')}: path {r['path']} escapes the run dir"))
+                    continue
+            if not p.is_file():
+                problems.append(Problem(str(p), f"file of row {r.get('id')} in {manifest.name} is missing"))
+                continue
+            counts["files_checked"] += 1
+            if check_hashes and r.get("sha256") and sha256_file(p) != r["sha256"]:
+                problems.append(Problem(str(p), f"content does not match the sha256 of row {r.get('id')} "
+                                                "(truncated or modified)"))
+
+    for directory, rows in by_dir.items():
+        referenced = {(directory / r["path"]).resolve() for r in rows
+                      if r.get("path") and not Path(r["path"]).is_absolute()}
+        images_dir = directory / "images"
+        if images_dir.is_dir():
+            for f in sorted(images_dir.rglob("*")):
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in referenced:
+                    problems.append(Problem(str(f), "image file has no manifest row"))
+        planned: set[str] = set()
+        for plan in directory.glob("*.plan.json"):
+            planned |= set(json.loads(plan.read_text())["ids"])
+        if planned:
+            ids = {r.get("id") for r in rows}
+            counts["planned"] += len(planned)
+            missing, extra = planned - ids, ids - planned
+            if missing:
+                problems.append(Problem(str(directory), f"{len(missing)} planned images have no row "
+                                                        f"(e.g. {sorted(missing)[0]}): re-run to finish them"))
+            if extra:
+                problems.append(Problem(str(directory), f"{len(extra)} rows were never planned "
+                                                        f"(e.g. {sorted(extra)[0]})"))
+    return problems, dict(counts)

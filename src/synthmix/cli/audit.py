@@ -1,0 +1,26 @@
+"""``synthmix audit RUN_DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from synthmix.cli.app import app
+
+
+@app.command()
+def audit(run_dir: Path = typer.Argument(..., help="A run directory (or any folder holding manifests)."),
+          no_hash: bool = typer.Option(False, "--no-hash", help="Skip re-hashing files (faster).")) -> None:
+    """Check manifests against the disk: files exist with their hash, every file has a row, plan complete."""
+    from synthmix.audit import audit_run
+    from synthmix.core.log import console
+
+    problems, counts = audit_run(run_dir, check_hashes=not no_hash)
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    if problems:
+        for p in problems:
+            console().print(f"[red]✗[/] {p}", highlight=False, markup=True)
+        console().print(f"[bold red]{len(problems)} problem(s)[/] ({summary})")
+        raise typer.Exit(1)
+    console().print(f"[green]✓ audit passed[/] ({summary})")
