@@ -1,7 +1,8 @@
 """Images as one uint8 tensor [N, 3, S, S] in memory: decode + resize once, then train from RAM.
 
-(Minimal first version: the data-layer work adds the on-disk cache keyed by manifest id +
-preprocessing hash, and the configurable resize modes.)
+The work is done in :mod:`synthmix.data.preprocess` (resize modes, box crops) and
+:mod:`synthmix.data.cache` (on-disk cache keyed by manifest id + preprocessing hash);
+these are the stable entry points other stages call.
 """
 
 from __future__ import annotations
@@ -10,37 +11,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.data.images import load_rgb
-from synthmix.data.manifest import resolve_path
-
 
 def resize_pad(img, size: int, fill: tuple[int, int, int] = (0, 0, 0)):
-    """Aspect-preserving resize so the long side is ``size``, padded to a square."""
-    from PIL import Image
+    """Aspect-preserving resize so the long side is ``size``, padded to a square (PIL in, PIL out)."""
+    from synthmix.data.preprocess import resize_square
 
-    w, h = img.size
-    scale = size / max(w, h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    img = img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-    canvas = Image.new("RGB", (size, size), fill)
-    canvas.paste(img, ((size - nw) // 2, (size - nh) // 2))
-    return canvas
+    return resize_square(img, size, "pad", fill)
 
 
-def load_tensor(rows: Sequence[dict[str, Any]], manifest_path: str | Path, size: int):
-    """uint8 tensor [N, 3, size, size] of the rows' images, in row order."""
-    import numpy as np
-    import torch
+def load_tensor(rows: Sequence[dict[str, Any]], manifest_path: str | Path | None, size: int, *,
+                preprocess=None, cache_dir: str | Path | None = None, workers: int | None = None):
+    """uint8 tensor [N, 3, size, size] of the rows' images, in row order.
 
-    out = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-    for i, r in enumerate(rows):
-        out[i] = np.asarray(resize_pad(load_rgb(resolve_path(manifest_path, r["path"])), size))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    ``preprocess``: a :class:`synthmix.data.preprocess.PreprocessConfig` (default: pad on
+    black); ``cache_dir``: decode each image once, read it back on later calls.
+    """
+    from synthmix.data.cache import load_tensor as _load
+
+    return _load(rows, manifest_path, size, preprocess=preprocess, cache_dir=cache_dir, workers=workers)
 
 
 def label_tensor(rows: Sequence[dict[str, Any]], classes: Sequence[str]):
     """int64 tensor [N] of class indices (``classes`` is the run's stored class list)."""
     import torch
 
+    from synthmix.core.errors import DataError
+
     index = {c: i for i, c in enumerate(classes)}
+    missing = [r for r in rows if r["label"] not in index]
+    if missing:
+        raise DataError(missing[0].get("path", "?"), f"label {missing[0]['label']!r} is not one of the "
+                        f"run's classes {list(classes)} ({len(missing)} such rows)")
     return torch.tensor([index[r["label"]] for r in rows], dtype=torch.long)

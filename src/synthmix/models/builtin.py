@@ -18,24 +18,27 @@ def small_cnn(num_classes: int, input_size: int = 64, dropout: float = 0.5, hidd
     """The fruit study's CNN: conv32-relu-pool, conv64-relu-pool, flatten, fc, dropout, fc."""
     if input_size % 4:
         raise ConfigError(f"model.input_size: must be a multiple of 4 for small_cnn, got {input_size}")
+    # ReLUs are not in-place: Grad-CAM hooks the last one and must see its output unchanged.
+    cam = nn.ReLU()
     backbone = nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), cam, nn.MaxPool2d(2),
         nn.Flatten(),
     )
     feat = 2 * width * (input_size // 4) ** 2
-    return Classifier(backbone, feat, num_classes, head_dropout=dropout, hidden=hidden)
+    return Classifier(backbone, feat, num_classes, head_dropout=dropout, hidden=hidden, cam_layer=cam)
 
 
 @register_model("tiny_cnn")
 def tiny_cnn(num_classes: int, input_size: int = 32, width: int = 8, dropout: float = 0.0) -> Classifier:
     """Two conv layers and global pooling: for tests (milliseconds per batch)."""
+    cam = nn.ReLU()
     backbone = nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), cam,
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
     )
-    return Classifier(backbone, 2 * width, num_classes, head_dropout=dropout)
+    return Classifier(backbone, 2 * width, num_classes, head_dropout=dropout, cam_layer=cam)
 
 
 @register_model("resnet18")
@@ -63,7 +66,7 @@ def resnet18(num_classes: int, input_size: int = 64, weights: str | None = None,
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()
-    return Classifier(net, 512, num_classes, head_dropout=dropout)
+    return Classifier(net, 512, num_classes, head_dropout=dropout, cam_layer=net.layer4)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:

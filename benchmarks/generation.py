@@ -1,0 +1,222 @@
+"""Stable Diffusion generation speed: a naive batch-1 fp16 loop vs synthmix's batched settings.
+
+Builds the SD-1.5 architecture from configs/sd15/ with random weights (throughput does not depend on
+weight values) and reports, measured side by side in one run:
+
+* img/s of the naive loop (plain diffusers defaults, fp16, one image per call) and of synthmix's
+  Text2ImgGenerator (batched, bf16, channels-last, SDPA, optional torch.compile) -> ratio;
+* UNet FLOP/s (FLOPs counted by torch's FlopCounterMode on one UNet call) as a fraction of a
+  bf16 matmul peak measured on the same device;
+* the share of the batched run's wall time spent in the UNet (the same UNet calls timed alone).
+
+Without CUDA (or with --tiny) it runs synthmix's tiny random-weight pipeline at 32 px in fp32 (fp16/bf16
+matmuls on this CPU are emulated and slow) and says so: those numbers show the harness works and what
+batching does on a CPU, not SD-1.5 GPU throughput.
+
+    python benchmarks/generation.py                 # GPU: SD-1.5 at 512 px, 50 steps
+    python benchmarks/generation.py --tiny          # CPU-sized run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype, n: int, iters: int) -> float:
+    """Dense matmul FLOP/s (2 n^3 per product) of ``dtype`` on ``device``."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t)
+
+
+def build_pipeline(tiny: bool, device: str):
+    """StableDiffusionPipeline of random weights: SD-1.5 (configs/sd15) or synthmix's tiny one."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from synthmix.generation.sd.tiny import tiny_components
+
+    if tiny:
+        parts = tiny_components(seed=0)
+    else:
+        cfgdir = REPO / "configs" / "sd15"
+        load = lambda name: json.loads((cfgdir / name).read_text())  # noqa: E731
+        parts = tiny_components(seed=0)  # for its tokenizer (prompts are padded to 77 tokens either way)
+        with torch.device(device):  # initialise on the GPU: much faster than on the CPU
+            parts["unet"] = UNet2DConditionModel.from_config(load("unet.json"))
+            parts["vae"] = AutoencoderKL.from_config(load("vae.json"))
+            parts["text_encoder"] = CLIPTextModel(CLIPTextConfig(**{
+                k: v for k, v in load("text_encoder.json").items() if k not in ("architectures",)}))
+        parts["scheduler"] = PNDMScheduler.from_config(load("scheduler.json"))
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def unet_flops(pipe, batch: int, size: int, device: str) -> float:
+    """FLOPs of one UNet call on ``batch`` latents (batch 2 = one image with classifier-free guidance)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = pipe.unet
+    h = size // pipe.vae_scale_factor
+    x = torch.randn(batch, unet.config.in_channels, h, h, device=device, dtype=unet.dtype)
+    ctx = torch.randn(batch, 77, unet.config.cross_attention_dim, device=device, dtype=unet.dtype)
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        unet(x, 500, ctx)
+    return float(fc.get_total_flops())
+
+
+def time_unet_alone(pipe, batch: int, size: int, calls: int, device: str) -> float:
+    """Seconds for ``calls`` UNet calls on ``batch`` latents (the pipeline's shapes and settings)."""
+    import torch
+
+    unet = pipe.unet
+    h = size // pipe.vae_scale_factor
+    x = torch.randn(batch, unet.config.in_channels, h, h, device=device, dtype=unet.dtype)
+    ctx = torch.randn(batch, 77, unet.config.cross_attention_dim, device=device, dtype=unet.dtype)
+    with torch.inference_mode():
+        unet(x, 500, ctx)
+        sync(device)
+        t = time.perf_counter()
+        for i in range(calls):
+            unet(x, 999 - i, ctx)
+        sync(device)
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from synthmix.generation.sd.config import SpeedConfig, Text2ImgConfig
+    from synthmix.generation.sd.pipeline import prepare_pipeline
+    from synthmix.generation.sd.text2img import Text2ImgGenerator, plan_text2img
+
+    cuda = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny pipeline at 32 px (automatic without CUDA)")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (GPU 50, tiny 4)")
+    ap.add_argument("--batch", type=int, default=None, help="synthmix batch size (GPU 16, tiny 8)")
+    ap.add_argument("--images", type=int, default=None, help="images timed in the batched run (GPU 64, tiny 16)")
+    ap.add_argument("--naive-images", type=int, default=None, help="images timed in the naive loop (GPU 4, tiny 4)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.compile the UNet in the synthmix run (default: on with CUDA)")
+    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    a = ap.parse_args(argv)
+    tiny = a.tiny or not cuda
+    device = "cuda" if cuda else "cpu"
+    size = 32 if tiny else 512
+    steps = a.steps or (4 if tiny else 50)
+    batch = a.batch or (8 if tiny else 16)
+    n_best = a.images or (16 if tiny else 64)
+    n_naive = a.naive_images or 4
+    compile_ = cuda if a.compile is None else a.compile
+    naive_dtype = torch.float16 if cuda else torch.float32
+    best_dtype = torch.bfloat16 if cuda else torch.float32
+    guidance = 7.5
+    print(f"device: {torch.cuda.get_device_name() if cuda else 'CPU'} ({torch.get_num_threads()} threads); "
+          f"model: {'tiny random-weight SD (32 px, synthmix.generation.sd.tiny)' if tiny else 'SD-1.5 architecture, random weights (configs/sd15)'}; "
+          f"{size} px, {steps} steps, guidance {guidance}")
+    if tiny:
+        print("NOTE: tiny CPU run: these are not SD-1.5 GPU numbers (no GPU here); fp32 on CPU.")
+
+    # peak: dense bf16 matmul (and the run's dtype on CPU)
+    n, iters = (8192, 50) if cuda else (1024, 10)
+    peak_bf16 = matmul_peak(device, torch.bfloat16, n, iters)
+    peak_run = peak_bf16 if best_dtype == torch.bfloat16 else matmul_peak(device, best_dtype, n, iters)
+
+    pipe = build_pipeline(tiny, device)
+    prompts = ["a photo of a apple", "a photo of a banana", "a photo of a orange"]
+
+    # 1) naive: plain diffusers defaults, fp16, one image per call
+    pipe.to(device, naive_dtype)
+    flops_per_image_step = unet_flops(pipe, 2 if guidance > 1 else 1, size, device)
+    call = dict(num_inference_steps=steps, guidance_scale=guidance, height=size, width=size, output_type="np")
+    pipe(prompts[0], generator=torch.Generator().manual_seed(0), **call)  # warm-up
+    sync(device)
+    t = time.perf_counter()
+    for i in range(n_naive):
+        pipe(prompts[i % 3], generator=torch.Generator().manual_seed(i), **call)
+    sync(device)
+    naive_s = time.perf_counter() - t
+
+    # 2) synthmix: Text2ImgGenerator with its speed settings, batched, one generator per image
+    pipe.to(device, best_dtype)
+    speed = SpeedConfig(channels_last=True, attention="sdpa", compile=compile_, compile_mode=a.compile_mode)
+    prepare_pipeline(pipe, speed, device)
+    cfg = Text2ImgConfig(model="benchmark", steps=steps, guidance=guidance, width=size, height=size,
+                         images_per_class=(n_best + batch + 2) // 3 + 1, speed=speed)
+    rows = plan_text2img(cfg, ["apple", "banana", "orange"], None)
+    gen = Text2ImgGenerator(cfg, device, pipe=pipe, max_batch=batch)
+    t = time.perf_counter()
+    gen.render(rows[:batch])  # warm-up (and compilation)
+    sync(device)
+    warmup_s = time.perf_counter() - t
+    timed = rows[batch:batch + n_best]
+    t = time.perf_counter()
+    for i in range(0, len(timed), batch):
+        gen.render(timed[i:i + batch])
+    sync(device)
+    best_s = time.perf_counter() - t
+
+    # 3) the same UNet calls alone: share of wall time, FLOP/s
+    cfg_batch = 2 if guidance > 1 else 1
+    calls = steps * (len(timed) // batch)
+    unet_s = time_unet_alone(pipe, cfg_batch * batch, size, calls, device)
+    unet_flops_total = flops_per_image_step * steps * batch * (len(timed) // batch)
+    res = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu", "tiny": tiny, "size": size, "steps": steps,
+        "batch": batch, "compile": compile_, "naive_dtype": str(naive_dtype), "best_dtype": str(best_dtype),
+        "naive_img_s": n_naive / naive_s, "synthmix_img_s": len(timed) / best_s,
+        "warmup_s": warmup_s, "unet_gflop_per_image_step": flops_per_image_step / 1e9,
+        "unet_tflop_s": unet_flops_total / unet_s / 1e12, "peak_bf16_tflop_s": peak_bf16 / 1e12,
+        "peak_run_dtype_tflop_s": peak_run / 1e12,
+        "unet_share_of_wall": unet_s * (len(timed) / (batch * (len(timed) // batch))) / best_s,
+    }
+    res["speedup"] = res["synthmix_img_s"] / res["naive_img_s"]
+    res["unet_fraction_of_bf16_peak"] = res["unet_tflop_s"] / res["peak_bf16_tflop_s"]
+    res["unet_fraction_of_run_dtype_peak"] = res["unet_tflop_s"] / res["peak_run_dtype_tflop_s"]
+    print(f"naive batch-1 {str(naive_dtype).split('.')[-1]} loop : {res['naive_img_s']:.3f} img/s ({n_naive} images)")
+    print(f"synthmix batch {batch} {str(best_dtype).split('.')[-1]}   : {res['synthmix_img_s']:.3f} img/s "
+          f"({len(timed)} images; warm-up batch {warmup_s:.1f} s)")
+    print(f"speed-up                   : {res['speedup']:.2f}x")
+    print(f"UNet                       : {res['unet_gflop_per_image_step']:.2f} GFLOP per image-step (CFG pair), "
+          f"{res['unet_tflop_s']:.3f} TFLOP/s")
+    print(f"matmul peak (measured)     : bf16 {res['peak_bf16_tflop_s']:.3f} TFLOP/s"
+          + ("" if best_dtype == torch.bfloat16 else f", {str(best_dtype).split('.')[-1]} {res['peak_run_dtype_tflop_s']:.3f} TFLOP/s"))
+    print(f"UNet / bf16 peak           : {100 * res['unet_fraction_of_bf16_peak']:.1f} %"
+          + ("" if best_dtype == torch.bfloat16 else f"  (/ {str(best_dtype).split('.')[-1]} peak: {100 * res['unet_fraction_of_run_dtype_peak']:.1f} %)"))
+    print(f"UNet share of wall time    : {100 * res['unet_share_of_wall']:.1f} %")
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

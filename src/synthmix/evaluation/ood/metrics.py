@@ -1,0 +1,42 @@
+"""OOD metrics from in-distribution scores (higher = more in-distribution).
+
+In-distribution is the positive class: AUROC is P(score(ID) > score(OOD)) (ties count 1/2),
+AUPR-In / AUPR-Out are average precision with ID / OOD as positives, and FPR@95TPR is the
+fraction of OOD samples accepted at the threshold that accepts 95 % of ID samples.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """FPR of OOD at the highest threshold t with mean(id >= t) >= tpr. id [N], ood [M] -> float."""
+    import numpy as np
+
+    s = np.sort(np.asarray(id_scores, dtype=np.float64))
+    if len(s) == 0 or len(ood_scores) == 0:
+        raise ValueError("fpr_at_tpr needs ID and OOD scores")
+    j = int(np.floor((1.0 - tpr) * len(s) + 1e-9))
+    t = s[min(j, len(s) - 1)]
+    return float(np.mean(np.asarray(ood_scores, dtype=np.float64) >= t))
+
+
+def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, float]:
+    """{auroc, aupr_in, aupr_out, fpr95} for ID scores [N] vs OOD scores [M]."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    i = np.asarray(id_scores, dtype=np.float64)
+    o = np.asarray(ood_scores, dtype=np.float64)
+    if len(i) == 0 or len(o) == 0:
+        raise ValueError(f"ood_metrics needs both sets non-empty (got {len(i)} ID, {len(o)} OOD)")
+    if not (np.isfinite(i).all() and np.isfinite(o).all()):
+        raise ValueError("ood_metrics: scores contain NaN or inf")
+    y = np.r_[np.ones(len(i)), np.zeros(len(o))]
+    s = np.r_[i, o]
+    return {"auroc": float(roc_auc_score(y, s)), "aupr_in": float(average_precision_score(y, s)),
+            "aupr_out": float(average_precision_score(1 - y, -s)), "fpr95": fpr_at_tpr(i, o)}

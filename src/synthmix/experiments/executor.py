@@ -1,0 +1,211 @@
+"""Run a DAG of hash-keyed stages: each once, resumable after a kill, failures contained.
+
+A stage's outputs live in ``<run_dir>/stages/<key>/``. Markers in that directory:
+
+- ``config.json``  what the key hashes (kind, label, resolved config, dependency keys);
+- ``running.pid``  created exclusively while a process works on the stage (pid + host);
+- ``done.json``    written atomically, *after* every output: its presence means "done";
+- ``failed.json``  one-line error (+ ``error.txt`` with the traceback); retried on the next run.
+
+Every start / done / failure is appended to ``<run_dir>/events.jsonl`` (the execution log).
+Several processes may run the same study at once (e.g. one per GPU): a stage locked by a
+live process is left to it, and its dependents wait for its done marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from synthmix.experiments.keys import stage_key
+
+DONE, FAILED, LOCK, ERROR, CONFIG = "done.json", "failed.json", "running.pid", "error.txt", "config.json"
+EVENTS = "events.jsonl"
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: its output dir, its config, its dependencies' dirs by name."""
+
+    out_dir: Path
+    config: dict[str, Any]
+    deps: dict[str, Path]
+    run_dir: Path
+
+
+@dataclass(eq=False)
+class Stage:
+    """One unit of work. ``deps`` maps a name (how ``fn`` refers to it) to an upstream stage."""
+
+    kind: str
+    label: str
+    config: dict[str, Any]
+    fn: Callable[[StageContext], dict[str, Any] | None]
+    deps: dict[str, Stage] = field(default_factory=dict)
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = stage_key(self.kind, self.config, [f"{n}={d.key}" for n, d in sorted(self.deps.items())])
+
+
+def stage_dir(run_dir: str | Path, key: str) -> Path:
+    return Path(run_dir) / "stages" / key
+
+
+def is_done(run_dir: str | Path, key: str) -> bool:
+    return (stage_dir(run_dir, key) / DONE).exists()
+
+
+def read_done(run_dir: str | Path, key: str) -> dict[str, Any] | None:
+    p = stage_dir(run_dir, key) / DONE
+    return read_json(p) if p.exists() else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_holder(run_dir: str | Path, key: str) -> dict[str, Any] | None:
+    """The live process working on a stage, or None (no lock, or a stale one from a killed run)."""
+    p = stage_dir(run_dir, key) / LOCK
+    try:
+        info = json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if info.get("host") != socket.gethostname():
+        return info  # another machine: trust the lock (its liveness cannot be checked from here)
+    return info if pid_alive(int(info.get("pid", -1))) else None
+
+
+def topo_order(leaves: Iterable[Stage]) -> list[Stage]:
+    """Every stage reachable from ``leaves`` once, dependencies first, in first-seen order."""
+    order: list[Stage] = []
+    seen: set[str] = set()
+
+    def visit(s: Stage) -> None:
+        if s.key in seen:
+            return
+        seen.add(s.key)
+        for d in s.deps.values():
+            visit(d)
+        order.append(s)
+
+    for leaf in leaves:
+        visit(leaf)
+    return order
+
+
+def _log(run_dir: Path, event: str, stage: Stage, **extra: Any) -> None:
+    append_jsonl(run_dir / EVENTS, [{"event": event, "key": stage.key, "kind": stage.kind,
+                                     "label": stage.label, "pid": os.getpid(), "t": time.time(), **extra}])
+
+
+def _try_lock(d: Path) -> bool:
+    lock = d / LOCK
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(lock.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                held = {}
+            if held.get("host", socket.gethostname()) == socket.gethostname() and \
+                    not pid_alive(int(held.get("pid", -1))):
+                lock.unlink(missing_ok=True)  # stale: its process was killed
+                continue
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(info)
+        return True
+    return False
+
+
+def run_stage(run_dir: Path, stage: Stage) -> str:
+    """Run one stage unless done or held by a live process. Returns done / ran / failed / busy."""
+    d = stage_dir(run_dir, stage.key)
+    if (d / DONE).exists():
+        return "done"
+    d.mkdir(parents=True, exist_ok=True)
+    if not _try_lock(d):
+        return "busy"
+    try:
+        if (d / DONE).exists():  # finished by another process between our check and the lock
+            return "done"
+        atomic_write_json(d / CONFIG, {"kind": stage.kind, "label": stage.label, "config": stage.config,
+                                       "deps": {n: s.key for n, s in stage.deps.items()}})
+        (d / FAILED).unlink(missing_ok=True)
+        _log(run_dir, "start", stage)
+        t0 = time.time()
+        try:
+            ctx = StageContext(out_dir=d, config=stage.config, run_dir=run_dir,
+                               deps={n: stage_dir(run_dir, s.key) for n, s in stage.deps.items()})
+            summary = stage.fn(ctx) or {}
+        except Exception as err:  # noqa: BLE001 - a failed stage must not stop the other cells
+            message = f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__
+            atomic_write_text(d / ERROR, traceback.format_exc())
+            atomic_write_json(d / FAILED, {"message": message, "traceback": ERROR, "at": time.time()})
+            _log(run_dir, "failed", stage, message=message)
+            return "failed"
+        atomic_write_json(d / DONE, {"key": stage.key, "kind": stage.kind, "label": stage.label,
+                                     "seconds": round(time.time() - t0, 3), "finished": time.time(),
+                                     "summary": summary})
+        _log(run_dir, "done", stage, seconds=round(time.time() - t0, 3))
+        return "ran"
+    finally:
+        (d / LOCK).unlink(missing_ok=True)
+
+
+def execute(run_dir: str | Path, leaves: Sequence[Stage],
+            on_stage: Callable[[int, int, Stage, str], None] | None = None,
+            wait_for_others: bool = True, poll_s: float = 2.0) -> dict[str, str]:
+    """Run every stage needed by ``leaves``; returns ``{key: outcome}``.
+
+    Outcomes: ``done`` (was already done), ``ran``, ``failed``, ``blocked`` (an upstream stage
+    failed), ``busy`` (another live process holds it and ``wait_for_others`` is False).
+    """
+    run_dir = Path(run_dir)
+    order = topo_order(leaves)
+    outcome: dict[str, str] = {}
+    pending = list(order)
+    while pending:
+        locked: list[Stage] = []
+        for i, s in enumerate(pending):
+            n = len(order) - len(pending) + i
+            if any(outcome.get(d.key) in ("failed", "blocked") for d in s.deps.values()):
+                outcome[s.key] = "blocked"
+                _log(run_dir, "blocked", s, message="an upstream stage failed")
+            elif any(outcome.get(d.key) == "busy" for d in s.deps.values()):
+                outcome[s.key] = "busy"
+            else:
+                if on_stage:
+                    on_stage(n, len(order), s, "start")
+                outcome[s.key] = run_stage(run_dir, s)
+                if outcome[s.key] == "busy":
+                    locked.append(s)
+            if on_stage:
+                on_stage(n + 1, len(order), s, outcome[s.key])
+        if not locked or not wait_for_others:
+            break
+        # Another process works on some stages: wait until one of them is released, then retry.
+        while all(lock_holder(run_dir, s.key) and not is_done(run_dir, s.key) for s in locked):
+            time.sleep(poll_s)
+        pending = [s for s in order if outcome.get(s.key) == "busy"]
+        for s in pending:
+            outcome.pop(s.key)
+    return outcome

@@ -1,0 +1,96 @@
+"""From a study config to a DAG of stages: scan -> generator -> generate -> curate -> train -> evaluate.
+
+Shared stages (one scan, one generator per generator config, ...) are built once and
+referenced by every cell that needs them; the executor runs each key once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthmix.experiments import stages
+from synthmix.experiments.config import StudyConfig
+from synthmix.experiments.executor import Stage, topo_order
+from synthmix.experiments.grid import Cell, expand
+
+
+@dataclass
+class CellPlan:
+    cell: Cell
+    train: Stage
+    evaluate: Stage
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.cell.id, "setup": self.cell.setup.name, "model": self.cell.model.id,
+                "seed": self.cell.seed, "train": self.train.key, "evaluate": self.evaluate.key}
+
+
+@dataclass
+class Plan:
+    config: StudyConfig
+    cells: list[CellPlan] = field(default_factory=list)
+    shared: dict[str, Stage] = field(default_factory=dict)  # name -> stage (scan, generator:x, ...)
+
+    @property
+    def leaves(self) -> list[Stage]:
+        return [c.evaluate for c in self.cells]
+
+    def stages(self) -> list[Stage]:
+        return topo_order(self.leaves)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``plan.json`` holds: cells with their stage keys, every stage with its deps."""
+        return {"study": self.config.name,
+                "reference": self.config.reference_setup,
+                "cells": [c.as_dict() for c in self.cells],
+                "shared": {n: s.key for n, s in self.shared.items()},
+                "stages": [{"key": s.key, "kind": s.kind, "label": s.label,
+                            "deps": {n: d.key for n, d in s.deps.items()}} for s in self.stages()]}
+
+
+def build_plan(cfg: StudyConfig) -> Plan:
+    """Every stage of the study, keyed by the hash of its resolved config and its inputs."""
+    plan = Plan(cfg)
+    scan = Stage("scan", "scan dataset", stages.scan_config(cfg), stages.run_scan)
+    plan.shared["scan"] = scan
+
+    synthetic: dict[str, Stage] = {}
+    used = [g for g in cfg.generators if any(s.generator == g for s in cfg.setups)]
+    for name in used:
+        gen_cfg = cfg.generators[name]
+        deps: dict[str, Stage] = {"scan": scan}
+        if gen_cfg.train is not None:
+            trained = Stage("generator", f"train generator {name}", stages.generator_train_config(cfg, name),
+                            stages.run_generator_train, {"scan": scan})
+            plan.shared[f"generator:{name}"] = trained
+            deps["generator"] = trained
+        generated = Stage("generate", f"generate {name}", stages.generate_config(cfg, name),
+                          stages.run_generate_stage, deps)
+        plan.shared[f"generate:{name}"] = generated
+        synthetic[name] = generated
+        if cfg.curation.enabled:
+            curated = Stage("curate", f"curate {name}", stages.curate_config(cfg, name), stages.run_curate,
+                            {"scan": scan, "generated": generated})
+            plan.shared[f"curate:{name}"] = curated
+            synthetic[name] = curated
+
+    eval_deps: dict[str, Stage] = {"scan": scan}
+    if cfg.evaluation.far_ood:
+        far = Stage("far_ood", "far-OOD set", stages.far_ood_config(cfg), stages.run_far_ood)
+        plan.shared["far_ood"] = far
+        eval_deps["far_ood"] = far
+    for cell in expand(cfg):
+        deps = {"scan": scan}
+        if cell.setup.generator is not None:
+            deps["synthetic"] = synthetic[cell.setup.generator]
+        train = Stage("train", f"train {cell.id}", stages.train_config(cfg, cell), stages.run_train, deps)
+        ev = Stage("evaluate", f"evaluate {cell.id}", stages.evaluate_config(cfg, cell), stages.run_evaluate,
+                   {**eval_deps, "train": train})
+        plan.cells.append(CellPlan(cell, train, ev))
+    return plan
+
+
+def plan_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "plan.json"

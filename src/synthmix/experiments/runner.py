@@ -1,0 +1,80 @@
+"""``run_study``: validate, plan, run what is missing, aggregate. Resumable and failure-tolerant."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.config import dump_yaml
+from synthmix.core.io import atomic_write_json
+from synthmix.experiments.config import StudyConfig, load_study
+from synthmix.experiments.executor import Stage, execute
+from synthmix.experiments.plan import Plan, build_plan, plan_path
+
+STUDY_FILE = "study.yaml"
+
+
+def default_run_dir(cfg: StudyConfig) -> Path:
+    return Path("runs") / cfg.name
+
+
+def prepare(config: str | Path | StudyConfig, run_dir: str | Path | None = None) -> tuple[StudyConfig, Plan, Path]:
+    """Load + validate the study (before any work), build its plan, write study.yaml and plan.json."""
+    cfg = config if isinstance(config, StudyConfig) else load_study(config)
+    run = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    plan = build_plan(cfg)
+    run.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, run / STUDY_FILE)
+    atomic_write_json(plan_path(run), plan.as_dict())
+    return cfg, plan, run
+
+
+def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = None,
+              verbose: bool = True, device: str | None = None) -> dict[str, Any]:
+    """Run every missing stage of the study in ``run_dir``; returns the aggregated results.
+
+    Already-done stages are skipped (their done marker exists), a failed stage is recorded
+    and blocks only the cells that need it, and results are aggregated from whatever is done.
+    """
+    from synthmix.experiments.results import aggregate
+
+    cfg, plan, run = prepare(config, run_dir)
+    # The device is a runtime choice, not part of any stage key (see stages.device).
+    os.environ["SYNTHMIX_DEVICE"] = device or cfg.device
+    t0 = time.time()
+    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None)
+    summary = aggregate(run)
+    summary["run_dir"] = str(run)
+    summary["run"] = {"seconds": round(time.time() - t0, 2),
+                      "ran": sum(v == "ran" for v in outcome.values()),
+                      "skipped_done": sum(v == "done" for v in outcome.values()),
+                      "failed": sum(v == "failed" for v in outcome.values()),
+                      "blocked": sum(v == "blocked" for v in outcome.values())}
+    atomic_write_json(run / "results" / "summary.json", summary)
+    return summary
+
+
+def _printer():
+    from synthmix.core.log import console
+
+    starts: dict[str, float] = {}
+    colours = {"ran": "green", "done": "dim", "failed": "bold red", "blocked": "red", "busy": "yellow"}
+
+    def show(i: int, n: int, stage: Stage, state: str) -> None:
+        # One line per stage, not a live bar: the stages draw their own progress bars, and rich
+        # allows one live display at a time.
+        if state == "start":
+            starts[stage.key] = time.time()
+            console().print(f"[bold][{i + 1}/{n}][/] {stage.label} ...", highlight=False)
+            return
+        took = f" ({time.time() - starts[stage.key]:.1f} s)" if stage.key in starts else ""
+        word = {"done": "already done", "busy": "running elsewhere"}.get(state, state)
+        if state == "done":
+            console().print(f"[dim][{i}/{n}] {stage.label}: {word}[/]", highlight=False)
+        else:
+            console().print(f"[{colours.get(state, 'white')}][{i}/{n}] {stage.label}: {word}{took}[/]",
+                            highlight=False)
+
+    return show

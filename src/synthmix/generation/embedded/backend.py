@@ -1,0 +1,152 @@
+"""The ``embedded`` generator backend: plan rows, render them with a trained checkpoint.
+
+Methods (manifest ``method``), each row with its own seed:
+
+* ``sample``  — class-conditional sample from noise (role ``in_dist``);
+* ``img2img`` — a real train image noised to ``strength`` and denoised with its label
+  (DA-Fusion style; role ``in_dist`` or ``near_ood`` by the configured strength lists);
+* ``interp``  — a sample conditioned on a mix of the class's and another class's embedding
+  (``interp_weight`` of the other): an explicit near-OOD image (role ``near_ood``).
+
+Importing this module registers the backend: ``register_backend("embedded", ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthmix.core.hashing import config_hash
+from synthmix.core.seeding import derive_seed
+from synthmix.generation.embedded.checkpoint import LoadedGenerator, load_generator
+from synthmix.generation.embedded.config import EmbeddedGenerateConfig, TrainConfig
+from synthmix.generation.protocol import planned_id
+from synthmix.generation.registry import register_backend
+
+GENERATOR_NAME = "embedded"
+# Settings that do not change any image (so changing them keeps planned ids and done work).
+_NOT_IN_ID = {"batch_size", "device", "train", "checkpoint", "split"}
+
+
+class EmbeddedGenerator:
+    """``render(rows)`` -> list of float [S, S, 3] arrays in [0, 1] (see module doc for methods).
+
+    ``parents``: real rows by id (img2img parents), read from ``manifest_path``'s directory.
+    """
+
+    name = GENERATOR_NAME
+
+    def __init__(self, loaded: LoadedGenerator, sampler: str = "ddim",
+                 parents: dict[str, dict[str, Any]] | None = None, manifest_path: str | Path | None = None):
+        self.loaded = loaded
+        self.sampler = sampler
+        self.parents = parents or {}
+        self.manifest_path = manifest_path
+        self.class_index = {c: i for i, c in enumerate(loaded.classes)}
+
+    def render(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        out: list[Any] = [None] * len(rows)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            key = (r["method"], r.get("strength"), r["guidance"], r["steps"], r.get("interp_weight"))
+            groups.setdefault(key, []).append(i)
+        for (method, strength, guidance, steps, weight), idx in groups.items():
+            imgs = self._render_group([rows[i] for i in idx], method, strength, guidance, steps, weight)
+            for i, img in zip(idx, imgs, strict=True):
+                out[i] = img
+        return out
+
+    def _render_group(self, rows, method, strength, guidance, steps, weight) -> list[Any]:
+        from synthmix.generation.embedded.diffusion import class_weights, denoise, from_uint8, to_unit
+
+        lg = self.loaded
+        labels = torch.tensor([self.class_index[r["label"]] for r in rows])
+        gens = [torch.Generator().manual_seed(int(r["seed"])) for r in rows]
+        init = None
+        cond: torch.Tensor = labels
+        if method == "img2img":
+            init = from_uint8(self.parent_images(rows))
+        elif method == "interp":
+            other = torch.tensor([self.class_index[r["interp_label"]] for r in rows])
+            cond = class_weights(labels, other, float(weight), lg.model.num_classes)
+        elif method != "sample":
+            raise ValueError(f"embedded generator: unknown method {method!r}")
+        x = denoise(lg.model, lg.model_cfg, cond, gens, steps=int(steps), guidance=float(guidance),
+                    sampler=self.sampler, init=init, strength=1.0 if strength is None else float(strength))
+        return list(to_unit(x).permute(0, 2, 3, 1).cpu().numpy())
+
+    def parent_images(self, rows) -> torch.Tensor:
+        """uint8 [N, 3, S, S] of the rows' parents (resized like the training images)."""
+        from synthmix.data.tensors import load_tensor
+
+        return load_tensor([self.parents[r["parent_id"]] for r in rows], self.manifest_path,
+                           self.loaded.resolution)
+
+
+def plan_rows(cfg: EmbeddedGenerateConfig, loaded: LoadedGenerator,
+              real_rows: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Planned manifest rows (complete but for path/status/size), deterministic ids and seeds."""
+    h = config_hash({"cfg": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IN_ID},
+                     "checkpoint": loaded.checkpoint})
+    classes = loaded.classes
+    base = {"split": cfg.split, "source": GENERATOR_NAME, "generator": GENERATOR_NAME, "model_id": None,
+            "checkpoint": loaded.checkpoint, "guidance": cfg.guidance, "steps": cfg.steps, "prompt": None}
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, method: str, role: str, index: int, **extra: Any) -> None:
+        rid = planned_id(h, method, label, extra.get("parent_id"), extra.get("strength"), index)
+        rows.append({**base, "id": rid, "label": label, "method": method, "role": role,
+                     "seed": derive_seed(cfg.seed, rid), "parent_label": label, **extra})
+
+    for c in classes:
+        for i in range(cfg.per_class):
+            add(c, "sample", "in_dist", i, strength=None, parent_id=None)
+    if cfg.img2img_per_parent:
+        by_class: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(real_rows, key=lambda r: r["id"]):
+            if r["label"] in classes:
+                by_class.setdefault(r["label"], []).append(r)
+        for c in classes:
+            for p in by_class.get(c, [])[:cfg.max_parents_per_class]:
+                for role, strengths in (("in_dist", cfg.in_dist_strengths), ("near_ood", cfg.near_ood_strengths)):
+                    for s in strengths:
+                        for j in range(cfg.img2img_per_parent):
+                            add(c, "img2img", role, j, strength=float(s), parent_id=p["id"])
+    if cfg.interp_per_class and len(classes) > 1:
+        for ci, c in enumerate(classes):
+            for i in range(cfg.interp_per_class):
+                other = classes[(ci + 1 + i % (len(classes) - 1)) % len(classes)]
+                add(c, "interp", "near_ood", i, strength=None, parent_id=None, interp_label=other,
+                    interp_weight=cfg.interp_weight)
+    return rows
+
+
+def resolve_checkpoint(cfg: EmbeddedGenerateConfig, manifest_path: str | Path, out_dir: str | Path) -> Path:
+    """The checkpoint to use: ``cfg.checkpoint``, or one trained (resumably) into ``out_dir/model``."""
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint)
+    from synthmix.core.config import parse_config
+    from synthmix.generation.embedded.train import train_generator
+
+    data = {"manifest": str(manifest_path), "out_dir": str(Path(out_dir) / "model"), **(cfg.train or {})}
+    return train_generator(parse_config(TrainConfig, data, source="generator.train"))
+
+
+def build(cfg: EmbeddedGenerateConfig, real_rows: Sequence[dict[str, Any]], manifest_path: str | Path,
+          out_dir: str | Path) -> tuple[EmbeddedGenerator, list[dict[str, Any]]]:
+    """Registry entry point: (generator, planned rows). Img2img parents are real train rows only."""
+    from synthmix.core.device import pick_device
+    from synthmix.data.manifest import assert_train_only
+
+    parents = list(real_rows) if cfg.img2img_per_parent else []
+    assert_train_only(parents, "embedded img2img")
+    loaded = load_generator(resolve_checkpoint(cfg, manifest_path, out_dir), device=pick_device(cfg.device))
+    planned = plan_rows(cfg, loaded, parents)
+    gen = EmbeddedGenerator(loaded, cfg.sampler, {r["id"]: r for r in parents}, manifest_path)
+    return gen, planned
+
+
+register_backend(GENERATOR_NAME, EmbeddedGenerateConfig, build)

@@ -1,0 +1,184 @@
+"""Training the embedded generator: one readable loop, data held in memory, resumable.
+
+Objective: v- (or eps-) prediction with Min-SNR weighting, label dropout to a null class
+(classifier-free guidance), EMA weights, per-sample augmentation, warm-up + cosine LR.
+A checkpoint (model, EMA, optimizer, step, elapsed time, RNG) is written atomically every
+``checkpoint_every`` steps and at the end; a re-run with the same config resumes from it and
+continues the step count (a larger ``steps`` extends a finished run).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from synthmix.core.errors import ConfigError, DataError, TrainingError
+from synthmix.core.hashing import config_hash
+from synthmix.core.io import append_jsonl, atomic_write_json
+from synthmix.generation.embedded.checkpoint import CHECKPOINT_NAME, load_state, save_checkpoint
+from synthmix.generation.embedded.config import TrainConfig
+
+# Fields that may change between a run and its resumption (budgets, cadence, hardware).
+_RESUMABLE_FIELDS = {"steps", "max_minutes", "out_dir", "checkpoint_every", "sample_every",
+                     "sample_steps", "guidance", "device", "threads", "manifest"}
+
+
+def identity_hash(cfg: TrainConfig) -> str:
+    """Hash of what defines the model being trained (not the budget or cadence)."""
+    return config_hash({k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUMABLE_FIELDS})
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Real train images uint8 [N, 3, S, S], labels int64 [N], and the sorted class list."""
+    from synthmix.data.manifest import assert_train_only, read_manifest, train_rows
+    from synthmix.data.tensors import label_tensor, load_tensor
+
+    rows = train_rows(read_manifest(cfg.manifest))
+    rows = [r for r in rows if r["label"] not in set(cfg.exclude_classes)]
+    if cfg.classes is not None:
+        missing = sorted(set(cfg.classes) - {r["label"] for r in rows})
+        if missing:
+            raise DataError(cfg.manifest, f"no real train images of classes {missing}")
+        rows = [r for r in rows if r["label"] in set(cfg.classes)]
+    if not rows:
+        raise DataError(cfg.manifest, "no real train rows to learn from")
+    assert_train_only(rows, "embedded generator training")
+    classes = sorted({r["label"] for r in rows}) if cfg.classes is None else list(cfg.classes)
+    return load_tensor(rows, cfg.manifest, cfg.resolution), label_tensor(rows, classes), classes
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def diffusion_loss(model, sched, x0: torch.Tensor, cond: torch.Tensor, gen: torch.Generator,
+                   min_snr_gamma: float | None) -> torch.Tensor:
+    """Mean weighted MSE of the model's eps/v prediction. x0: [N, 3, S, S] in [-1, 1]."""
+    n = x0.shape[0]
+    t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=gen).to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+    xt = sched.add_noise(x0, noise, t)
+    v_pred = sched.config.prediction_type == "v_prediction"
+    target = sched.get_velocity(x0, noise, t) if v_pred else noise
+    per = F.mse_loss(model(xt, t, cond), target, reduction="none").mean(dim=(1, 2, 3))
+    if min_snr_gamma:
+        ac = sched.alphas_cumprod.to(x0.device)[t]
+        snr = ac / (1 - ac)
+        w = snr.clamp(max=min_snr_gamma) / (snr + 1 if v_pred else snr)
+        per = per * w
+    return per.mean()
+
+
+@torch.no_grad()
+def ema_update(ema, model, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm, 1 - decay)
+
+
+def train_generator(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
+                    show_progress: bool = True) -> Path:
+    """Train (or resume) into ``cfg.out_dir``; returns the path of ``checkpoint.pt``.
+
+    ``on_step(step, loss)`` is called after every optimizer step (tests use it to interrupt).
+    """
+    from synthmix.core.device import pick_device
+    from synthmix.core.log import console, progress
+    from synthmix.data.augment import augment_batch
+    from synthmix.generation.embedded.diffusion import train_scheduler
+    from synthmix.generation.embedded.grid import save_sample_grid
+    from synthmix.generation.embedded.unet import ClassConditionalUNet, count_params
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT_NAME
+    device = pick_device(cfg.device)
+    images, labels, classes = load_training_data(cfg)
+    images, labels = images.to(device), labels.to(device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from cfg.seed, global RNG untouched
+        torch.manual_seed(cfg.seed)
+        model = ClassConditionalUNet(cfg.model, len(classes), cfg.resolution).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = train_scheduler(cfg.model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, elapsed = 0, 0.0
+    ident = identity_hash(cfg)
+
+    if ckpt_path.exists():
+        state = load_state(ckpt_path)
+        if state.get("identity") != ident or list(state.get("classes", [])) != classes:
+            raise ConfigError(f"{ckpt_path}: was trained with different settings or classes; use another "
+                              f"out_dir (or delete it) to train this config")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"])
+        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        console().print(f"resuming {ckpt_path} at step {step} ({elapsed:.0f} s trained)")
+    atomic_write_json(out / "train_config.json", cfg.model_dump(mode="json"))
+
+    def checkpoint(finished: bool) -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+            "step": step, "elapsed_s": elapsed, "rng": gen.get_state(), "identity": ident,
+            "config": json.dumps(cfg.model_dump(mode="json")), "classes": classes, "finished": finished})
+
+    def budget_left() -> bool:
+        return step < cfg.steps and (cfg.max_minutes is None or elapsed < cfg.max_minutes * 60)
+
+    console().print(f"embedded generator: {count_params(model) / 1e6:.2f} M parameters, "
+                    f"{len(labels)} images of {len(classes)} classes at {cfg.resolution} px, device {device}")
+    log_path = out / "train_log.jsonl"
+    run_loss = None
+    model.train()
+    with progress() as bar:
+        task = bar.add_task("train generator", total=cfg.steps, completed=step, info="",
+                            visible=show_progress)
+        while budget_left():
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=gen).to(device)
+            x0 = augment_batch(images[idx], cfg.augment, gen) * 2 - 1
+            drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop).to(device)
+            cond = torch.where(drop, torch.full_like(labels[idx], len(classes)), labels[idx])
+            loss = diffusion_loss(model, sched, x0, cond, gen, cfg.min_snr_gamma)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at step {step}; lower lr (now {cfg.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            # EMA decay ramps up so short runs are not dominated by the random init.
+            ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            elapsed += time.perf_counter() - t0
+            lv = loss.item()
+            run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+            bar.update(task, completed=step, info=f"loss {run_loss:.4f}")
+            if step % 25 == 0 or not budget_left():
+                append_jsonl(log_path, [{"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed, 2)}])
+            if step % cfg.checkpoint_every == 0 or not budget_left():
+                checkpoint(finished=not budget_left())
+            if cfg.sample_every and step % cfg.sample_every == 0 and budget_left():
+                save_sample_grid(ema, cfg, classes, out / "samples" / f"step_{step:06d}.png")
+            if on_step:
+                on_step(step, lv)
+    if not ckpt_path.exists():  # nothing to do (budget already spent) and never saved
+        checkpoint(finished=True)
+    save_sample_grid(ema, cfg, classes, out / "samples" / "final.png")
+    console().print(f"trained {step} steps in {elapsed:.0f} s -> {ckpt_path}")
+    return ckpt_path

@@ -1,0 +1,51 @@
+"""Registers the ``text2img`` and ``dafusion`` backends (importing this module pulls in nothing heavy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.device import pick_device
+from synthmix.core.errors import ConfigError
+from synthmix.data.manifest import class_names, resolve_path
+from synthmix.generation.registry import register_backend
+from synthmix.generation.sd.config import DAFusionConfig, Text2ImgConfig
+
+
+def _classes(cfg, real_rows: list[dict[str, Any]], manifest_path) -> list[str]:
+    have = class_names(real_rows)
+    if cfg.classes is None:
+        return have
+    missing = [c for c in cfg.classes if c not in have]
+    if missing:
+        raise ConfigError(f"generator.classes: {missing} not among the train classes of {manifest_path} "
+                          f"({', '.join(have)})")
+    return list(cfg.classes)
+
+
+def build_text2img(cfg: Text2ImgConfig, real_rows, manifest_path, out_dir, pipe=None):
+    """-> (Text2ImgGenerator, planned rows). The model is resolved now (a missing one fails fast)."""
+    from synthmix.generation.sd.pipeline import resolve_model
+    from synthmix.generation.sd.text2img import Text2ImgGenerator, plan_text2img
+
+    _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
+    planned = plan_text2img(cfg, _classes(cfg, real_rows, manifest_path), revision)
+    return Text2ImgGenerator(cfg, pick_device(cfg.device), pipe=pipe), planned
+
+
+def build_dafusion(cfg: DAFusionConfig, real_rows, manifest_path, out_dir, pipe=None):
+    """-> (DAFusionGenerator, planned rows): img2img children of every real train row of the classes."""
+    from synthmix.generation.sd.img2img import DAFusionGenerator, plan_dafusion
+    from synthmix.generation.sd.pipeline import resolve_model
+
+    _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
+    classes = set(_classes(cfg, real_rows, manifest_path))
+    parents_rows = sorted((r for r in real_rows if r["label"] in classes), key=lambda r: r["id"])
+    parents = {r["id"]: (r["label"], resolve_path(manifest_path, r["path"])) for r in parents_rows}
+    planned = plan_dafusion(cfg, parents_rows, revision)
+    gen = DAFusionGenerator(cfg, pick_device(cfg.device), parents, Path(out_dir), revision=revision, pipe=pipe)
+    return gen, planned
+
+
+register_backend("text2img", Text2ImgConfig, build_text2img)
+register_backend("dafusion", DAFusionConfig, build_dafusion)

@@ -1,0 +1,184 @@
+"""Settings of the Stable Diffusion backends (validated; YAML is only their serialised form).
+
+``generator:`` section of a ``synthmix generate`` config, e.g.::
+
+    generator:
+      type: text2img            # or dafusion
+      model: stable-diffusion-v1-5/stable-diffusion-v1-5   # hub id (pre-downloaded) or a local folder
+      steps: 30
+      guidance: 7.5
+      images_per_class: 100
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from synthmix.core.config import StrictModel
+
+DEFAULT_TEMPLATES = (
+    "a photo of a {name}",
+    "a close-up photo of a {name}",
+    "a photo of a {name} on a table",
+    "a bright photo of a {name}",
+    "a cropped photo of a {name}",
+)
+DEFAULT_NEGATIVE = "blurry, low quality, drawing, cartoon, text, watermark"
+
+
+def template_fields(template: str) -> set[str]:
+    """Names of the ``{...}`` fields in a template."""
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+
+
+def _check_templates(templates: list[str], field: str = "name") -> list[str]:
+    if not templates:
+        raise ValueError("needs at least one template")
+    for t in templates:
+        try:
+            fields = template_fields(t)
+        except ValueError as err:
+            raise ValueError(f"template {t!r} is not a valid format string: {err}") from None
+        if fields != {field}:
+            raise ValueError(f"template {t!r} must contain {{{field}}} and no other field (has {sorted(fields)})")
+    return templates
+
+
+class SpeedConfig(StrictModel):
+    """Execution settings: they change speed, not which image is made (ids and seeds ignore them)."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: bf16 on CUDA (fp16 if no bf16), fp32 on CPU
+    channels_last: bool = True
+    # sdpa: torch scaled_dot_product_attention (diffusers' default on torch 2);
+    # classic: diffusers' AttnProcessor (matmul + softmax), for comparisons and debugging
+    attention: Literal["sdpa", "classic"] = "sdpa"
+    compile: bool = False            # torch.compile the UNet / transformer (first batch is slow)
+    compile_mode: str = "max-autotune-no-cudagraphs"
+    vae_tiling: bool = False         # decode big images tile by tile (less memory)
+    vae_slicing: bool = False        # decode a batch one image at a time (less memory)
+    fuse_qkv: bool = False           # fuse attention q/k/v projections (diffusers fuse_qkv_projections)
+
+
+class PromptConfig(StrictModel):
+    """Class prompts: ``templates`` cycle over the images of a class; ``names`` replace vague class names."""
+
+    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    names: dict[str, str] = Field(default_factory=dict)  # label -> words used in the prompt
+    negative_prompt: str = DEFAULT_NEGATIVE
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        return _check_templates(v)
+
+
+class SDCommon(StrictModel):
+    """What both Stable Diffusion backends share: the model, sampling settings and speed flags."""
+
+    model: str                         # hub id (already in the local HF cache) or a local model folder
+    revision: str | None = None        # hub branch / tag / commit
+    variant: str | None = None         # weight file variant, e.g. "fp16"
+    device: str = "auto"
+    scheduler: str | None = None       # ddim, ddpm, pndm, lms, euler, euler_a, heun, dpm++, dpm++_karras, unipc, ...
+    steps: int = Field(30, ge=1)
+    guidance: float = Field(7.5, ge=0.0)
+    width: int | None = Field(None, ge=8)    # None: the model's default size
+    height: int | None = Field(None, ge=8)
+    seed: int = 0
+    classes: list[str] | None = None   # subset of the manifest's classes (default: all)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int | None) -> int | None:
+        if v is not None and v % 8:
+            raise ValueError(f"must be a multiple of 8 (got {v})")
+        return v
+
+
+class Text2ImgConfig(SDCommon):
+    """``type: text2img``: N images per class from class prompts."""
+
+    images_per_class: int = Field(10, ge=1)
+    role: Literal["in_dist", "near_ood", "unsorted"] = "in_dist"
+
+
+class TextualInversionConfig(StrictModel):
+    """DA-Fusion step (a): one new token embedding per class, learned from its real train images."""
+
+    enabled: bool = True
+    steps: int = Field(1000, ge=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(4, ge=1)
+    resolution: int = Field(512, ge=8)
+    templates: list[str] = Field(default_factory=lambda: [
+        "a photo of a {token}", "a rendering of a {token}", "a cropped photo of the {token}",
+        "the photo of a {token}", "a photo of a clean {token}", "a close-up photo of a {token}",
+        "a bright photo of the {token}", "a good photo of a {token}"])
+    initializer: str | None = None     # words whose mean embedding starts the token (default: class name)
+    flip: bool = True                  # random horizontal flips of the training images
+    checkpoint_every: int = Field(100, ge=1)
+    seed: int = 0
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        return _check_templates(v, "token")
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError(f"must be a multiple of 8 (got {v})")
+        return v
+
+
+class DAFusionConfig(SDCommon):
+    """``type: dafusion``: img2img from every real train image, with the learned class token in the prompt.
+
+    Each real image gives ``images_per_real`` images at each strength. Roles follow the strength:
+    ``strength <= in_dist_max`` -> in_dist, ``strength >= near_ood_min`` -> near_ood, else unsorted.
+    """
+
+    strengths: list[float] = Field(default_factory=lambda: [0.2, 0.5])
+    images_per_real: int = Field(1, ge=1)
+    in_dist_max: float = Field(0.2, ge=0.0, le=1.0)
+    near_ood_min: float = Field(0.5, ge=0.0, le=1.0)
+    textual_inversion: TextualInversionConfig = Field(default_factory=TextualInversionConfig)
+    prompts: PromptConfig = Field(default_factory=lambda: PromptConfig(templates=["a photo of a {name}"]))
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("needs at least one strength")
+        bad = [s for s in v if not 0.0 < s <= 1.0]
+        if bad:
+            raise ValueError(f"each strength must be in (0, 1], got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"strengths repeat: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _roles(self) -> DAFusionConfig:
+        if self.in_dist_max >= self.near_ood_min:
+            raise ValueError(f"in_dist_max ({self.in_dist_max}) must be below near_ood_min ({self.near_ood_min})")
+        # img2img runs int(steps * strength) denoising steps: zero would return the input unchanged
+        too_few = [s for s in self.strengths if int(self.steps * s) < 1]
+        if too_few:
+            raise ValueError(f"steps={self.steps} gives no denoising step at strength {too_few} "
+                             f"(img2img runs int(steps * strength) steps); raise steps")
+        return self
+
+
+def role_for_strength(strength: float, in_dist_max: float, near_ood_min: float) -> str:
+    """in_dist / near_ood / unsorted from an img2img strength (curation may re-sort later)."""
+    if strength <= in_dist_max:
+        return "in_dist"
+    if strength >= near_ood_min:
+        return "near_ood"
+    return "unsorted"

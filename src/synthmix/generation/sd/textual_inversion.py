@@ -1,0 +1,237 @@
+"""Textual inversion (DA-Fusion step a): learn one new token embedding per class.
+
+Our own loop, after diffusers' ``examples/textual_inversion``: the pipeline's UNet, VAE and
+text encoder stay frozen; a single vector ``e`` of shape [D] (the text encoder's width) is
+learned per class, so that ``unet(noisy latents, t, text_encoder("a photo of a <token>"))``
+predicts the noise of that class's real train images.
+
+Differences from the example, on purpose:
+
+* the vector is a separate parameter substituted into the token-embedding output by a
+  forward hook, so the text encoder's weights are never written (no "restore the other rows"
+  step; only the new token rows change when the result is installed);
+* the VAE encodes each training image (and its mirror image) once; steps sample latents from
+  the cached mean/std, instead of running the VAE encoder every step;
+* the random draws of step ``k`` come from ``derive_seed(seed, token, k)``, so a run resumed
+  from a checkpoint continues exactly as an uninterrupted one would.
+
+Files per class (under ``<out_dir>/textual_inversion/``): ``<name>.safetensors`` — the result,
+``{token: [1, D]}`` (the diffusers ``load_textual_inversion`` format) — and, while training,
+``<name>.state.safetensors`` (vector + Adam moments + step), both written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.errors import ConfigError
+from synthmix.core.hashing import config_hash
+from synthmix.core.io import atomic_path
+from synthmix.core.seeding import derive_seed, torch_generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TIResult:
+    """One class's learned token: ``embedding`` [D] (float32, CPU) and the losses of the steps run now."""
+
+    token: str
+    embedding: Any
+    path: Path
+    losses: list[float] = field(default_factory=list)
+    start_step: int = 0
+
+
+def ti_filename(token: str, suffix: str = ".safetensors") -> str:
+    """File name of a token's embedding: ``<apple>`` -> ``apple.safetensors`` (no <> on any OS)."""
+    return token.strip("<>") + suffix
+
+
+def check_supported(pipe) -> None:
+    """Textual inversion here needs one CLIP-style text encoder + tokenizer and a UNet (SD 1.x / 2.x)."""
+    missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer") if getattr(pipe, n, None) is None]
+    if missing or getattr(pipe, "text_encoder_2", None) is not None:
+        raise ConfigError(
+            f"generator.textual_inversion: {type(pipe).__name__} is not supported (needs exactly one text "
+            f"encoder and a UNet, as in SD 1.x / 2.x{'; missing ' + ', '.join(missing) if missing else ''}). "
+            "Set textual_inversion.enabled: false to run img2img with class-name prompts instead.")
+
+
+def install_tokens(tokenizer, text_encoder, embeddings: dict[str, Any]) -> list[int]:
+    """Add ``tokens`` to the tokenizer (if new) and set their embedding rows; returns their ids.
+
+    ``embeddings``: token -> tensor [D] or [1, D]. Rows of existing tokens are not touched.
+    """
+    import torch
+
+    new = [t for t in embeddings if t not in tokenizer.get_vocab()]
+    if new:
+        tokenizer.add_tokens(new)
+        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    table = text_encoder.get_input_embeddings().weight
+    ids = []
+    with torch.no_grad():
+        for token, emb in embeddings.items():
+            (tid,) = tokenizer.convert_tokens_to_ids([token])
+            table[tid] = emb.reshape(-1).to(table.device, table.dtype)
+            ids.append(tid)
+    return ids
+
+
+def initial_embedding(tokenizer, text_encoder, words: str):
+    """Mean embedding [D] of the tokens of ``words`` (e.g. the class name) as the starting point."""
+    import torch
+
+    ids = tokenizer(words, add_special_tokens=False).input_ids
+    if not ids:
+        raise ConfigError(f"generator.textual_inversion.initializer: {words!r} gives no tokens")
+    table = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        return table[torch.tensor(ids, device=table.device)].float().mean(0).cpu()
+
+
+def fingerprint(model: str, revision: str | None, cfg, token: str, init_words: str,
+                image_ids: Sequence[str]) -> str:
+    """What a learned embedding depends on; a checkpoint with another fingerprint is not reused."""
+    data = cfg.model_dump(mode="json", exclude={"checkpoint_every", "enabled"})
+    return config_hash({"model": model, "revision": revision, "ti": data, "token": token,
+                        "init": init_words, "images": sorted(image_ids)}, n=16)
+
+
+def _encode_images(pipe, images, resolution: int, flip: bool, device: str):
+    """VAE latent mean/std [N(x2 with flips), C, h, w] of the training images, computed once."""
+    import numpy as np
+    import torch
+
+    arrays = []
+    for img in images:
+        sq = img.convert("RGB").resize((resolution, resolution), resample=3)  # bicubic, like DA-Fusion
+        arrays.append(np.asarray(sq))
+        if flip:
+            arrays.append(np.asarray(sq)[:, ::-1])
+    x = torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    vae = pipe.vae
+    means, stds = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), 8):
+            dist = vae.encode(x[i:i + 8].to(device, vae.dtype)).latent_dist
+            means.append(dist.mean.float())
+            stds.append(dist.std.float())
+    return torch.cat(means), torch.cat(stds)
+
+
+def _save_state(path: Path, emb, opt, step: int, fp: str) -> None:
+    from safetensors.torch import save_file
+
+    st = opt.state.get(opt.param_groups[0]["params"][0], {})
+    tensors = {"embedding": emb.detach().cpu().contiguous()}
+    if st:
+        tensors["exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+        tensors["exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"step": str(step), "fingerprint": fp})
+
+
+def _load_state(path: Path, fp: str):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("fingerprint") != fp:
+            raise ConfigError(f"{path}: textual-inversion checkpoint made with other settings, images or "
+                              "model; use a new out_dir or delete this file to retrain")
+        return int(meta["step"]), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+
+
+def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | Path, device: str,
+                fp: str) -> TIResult:
+    """Learn (or load, or resume) the embedding of ``token`` from ``images`` (PIL RGB).
+
+    Writes ``<out_dir>/<token>.safetensors`` when done; checkpoints every ``cfg.checkpoint_every``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+    from safetensors.torch import save_file
+
+    check_supported(pipe)
+    out_dir = Path(out_dir)
+    final = out_dir / ti_filename(token)
+    state_path = out_dir / ti_filename(token, ".state.safetensors")
+    if final.exists():
+        step, tensors = _load_state(final, fp)
+        install_tokens(pipe.tokenizer, pipe.text_encoder, {token: tensors[token]})
+        return TIResult(token, tensors[token].reshape(-1).float(), final, [], step)
+
+    tok, te, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
+    init = initial_embedding(tok, te, init_words)
+    (token_id,) = install_tokens(tok, te, {token: init})
+    emb = torch.nn.Parameter(init.clone().to(device))
+    opt = torch.optim.AdamW([emb], lr=cfg.learning_rate, weight_decay=0.0)
+    start = 0
+    if state_path.exists():
+        start, tensors = _load_state(state_path, fp)
+        with torch.no_grad():
+            emb.copy_(tensors["embedding"].to(device))
+        if "exp_avg" in tensors:
+            sd = opt.state_dict()
+            sd["state"] = {0: {"step": torch.tensor(float(start)), "exp_avg": tensors["exp_avg"].to(device),
+                               "exp_avg_sq": tensors["exp_avg_sq"].to(device)}}
+            opt.load_state_dict(sd)
+        log.info("%s: resuming textual inversion at step %d", token, start)
+
+    noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    n_train = noise_sched.config.num_train_timesteps
+    prediction = noise_sched.config.prediction_type
+    scale = pipe.vae.config.scaling_factor
+    shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0
+    lat_mean, lat_std = _encode_images(pipe, images, cfg.resolution, cfg.flip, device)
+    prompts = [t.format(token=token) for t in cfg.templates]
+    ids_all = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids.to(device)
+
+    def substitute(_module, inputs, output):
+        # the new token's rows come from the learned vector: gradients reach only ``emb``
+        mask = (inputs[0] == token_id).unsqueeze(-1)
+        return torch.where(mask, emb.to(output.dtype), output)
+
+    hook = te.get_input_embeddings().register_forward_hook(substitute)
+    for p in (*te.parameters(), *unet.parameters(), *pipe.vae.parameters()):
+        p.requires_grad_(False)
+    losses = []
+    try:
+        for step in range(start, cfg.steps):
+            g = torch_generator(derive_seed(cfg.seed, token, step))
+            idx = torch.randint(len(lat_mean), (cfg.batch_size,), generator=g)
+            eps_lat = torch.randn(lat_mean[idx].shape, generator=g)
+            latents = ((lat_mean[idx] + lat_std[idx] * eps_lat.to(device)) - shift) * scale
+            noise = torch.randn(latents.shape, generator=g).to(device)
+            t = torch.randint(0, n_train, (cfg.batch_size,), generator=g).to(device)
+            which = torch.randint(len(prompts), (cfg.batch_size,), generator=g).to(device)
+            noisy = noise_sched.add_noise(latents, noise, t)
+            hidden = te(ids_all[which])[0]
+            pred = unet(noisy.to(unet.dtype), t, hidden.to(unet.dtype)).sample
+            target = noise if prediction == "epsilon" else noise_sched.get_velocity(latents, noise, t)
+            loss = F.mse_loss(pred.float(), target.float())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"textual inversion of {token}: loss is {loss.item()} at step {step}")
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                _save_state(state_path, emb, opt, step + 1, fp)
+    finally:
+        hook.remove()
+    learned = emb.detach().float().cpu()
+    install_tokens(tok, te, {token: learned})
+    with atomic_path(final) as tmp:
+        save_file({token: learned.reshape(1, -1).contiguous()}, str(tmp),
+                  metadata={"step": str(cfg.steps), "fingerprint": fp, "init": init_words})
+    state_path.unlink(missing_ok=True)
+    return TIResult(token, learned, final, losses, start)

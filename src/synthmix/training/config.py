@@ -1,0 +1,69 @@
+"""``TrainConfig``: everything one call of :func:`synthmix.training.loop.fit` needs.
+
+YAML form (all fields optional, defaults shown where it matters)::
+
+    model: small_cnn          # a name from synthmix.models.available_models()
+    model_kwargs: {}          # passed to create_model (input_size is added from input_size)
+    input_size: 64            # images are S x S
+    epochs: 30
+    batch_size: 32
+    optimizer: adamw          # sgd | adamw
+    lr: 0.001
+    weight_decay: 0.0005
+    momentum: 0.9             # sgd only
+    schedule: cosine          # cosine | step | none (per step, after a linear warmup)
+    warmup_epochs: 0
+    step_epochs: 10           # step schedule: lr *= step_gamma every step_epochs
+    step_gamma: 0.1
+    label_smoothing: 0.0
+    early_stopping_patience: null   # epochs without val improvement before stopping
+    early_stopping_metric: val_loss # val_loss | val_acc (best weights are kept either way)
+    augment: {hflip: 0.5}     # synthmix.data.augment.AugmentConfig
+    normalization: imagenet   # imagenet | none
+    seed: 0
+    device: auto
+    num_threads: null         # torch.set_num_threads when given
+    eval_every: 1             # validate every N epochs (and at the last)
+    eval_batch_size: 256
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from synthmix.core.config import StrictModel
+from synthmix.data.augment import AugmentConfig
+
+
+class TrainConfig(StrictModel):
+    """Settings of one supervised (cross-entropy) training stage."""
+
+    model: str = Field("small_cnn", description="registered model name")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model arguments")
+    input_size: int = Field(64, ge=8, le=1024, description="square input size in pixels")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "step", "none"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup length (may be fractional)")
+    step_epochs: int = Field(10, ge=1)
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_metric: Literal["val_loss", "val_acc"] = "val_loss"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    normalization: Literal["imagenet", "none"] = "imagenet"
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = Field(None, ge=1)
+    eval_every: int = Field(1, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+
+    def model_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_model`` (``input_size`` included unless overridden)."""
+        return {"input_size": self.input_size, **self.model_kwargs}

@@ -1,0 +1,299 @@
+"""The training loop: one function, read top to bottom (nanoGPT / airbench style).
+
+``fit(model, train=(x_uint8 [N,3,S,S], y int64 [N]), val=(x, y) | None, cfg, run_dir)``
+
+- data are tensors in memory; each epoch draws a random permutation from a
+  ``torch.Generator`` seeded by ``cfg.seed`` and walks it in batches;
+- each batch is augmented per sample (``augment_batch``, its own generator), normalised,
+  and goes forward / cross-entropy (optional label smoothing) / backward / step; the
+  learning-rate schedule (linear warmup, then cosine / step / constant) moves every step;
+- a non-finite loss stops training with :class:`TrainingError` naming epoch and step;
+- after each epoch: validation loss/accuracy (every ``eval_every`` epochs), TensorBoard
+  scalars in ``run_dir/tb``, and an atomic checkpoint ``run_dir/checkpoints/last.pt``
+  (model, optimizer, scheduler, RNG states as tensors, epoch, history, best weights);
+- a later call with the same ``run_dir`` resumes from that checkpoint and ends with the
+  same weights as an uninterrupted run (CPU);
+- early stopping on the validation metric; the best weights are loaded at the end.
+
+Global torch RNG (dropout) is seeded from ``cfg.seed`` at the start and saved/restored
+with the checkpoint, so a seeded CPU run is bit-reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.errors import ConfigError, TrainingError
+from synthmix.core.hashing import config_hash
+from synthmix.training.checkpoint import load_checkpoint, save_checkpoint
+from synthmix.training.config import TrainConfig
+
+# Fields that may differ between an interrupted run and its resumption.
+_RESUME_FREE = {"device", "num_threads", "eval_batch_size"}
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` reports. ``history`` has one dict per epoch (train_loss, train_acc, lr,
+    val_loss / val_acc when validated, seconds). ``best_epoch`` is 0-based (None without val)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    resumed_from_epoch: int | None = None
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, *,
+        progress: bool = True,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
+    """Train ``model`` in place on ``train`` (validating on ``val``); see the module docstring.
+
+    ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint is written
+    (tests raise from it to simulate a kill). Returns a :class:`FitResult`.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from synthmix.core.device import pick_device
+    from synthmix.data.augment import augment_batch, normalize
+
+    device = pick_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    x_train, y_train = _check_data(train, "train")
+    n = x_train.shape[0]
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    if val is not None:
+        x_val, y_val = _check_data(val, "val")
+        x_val, y_val = x_val.to(device), y_val.to(device)
+    model.to(device)
+
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    optimizer = _make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
+    perm_gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    torch.manual_seed(cfg.seed)
+
+    history: list[dict[str, Any]] = []
+    best = {"metric": None, "epoch": None, "state": None, "bad": 0}
+    start_epoch, stopped, resumed = 0, False, None
+    run_dir = Path(run_dir) if run_dir is not None else None
+    ckpt_path = run_dir / "checkpoints" / "last.pt" if run_dir else None
+    cfg_key = config_hash({k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUME_FREE})
+
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck["config_hash"] != cfg_key:
+            raise ConfigError(f"{ckpt_path}: checkpoint was written with a different training config; "
+                              "use another run directory or delete the checkpoint")
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        perm_gen.set_state(ck["rng"]["perm"])
+        aug_gen.set_state(ck["rng"]["augment"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        history = list(ck["history"])
+        best = {"metric": ck["best"]["metric"], "epoch": ck["best"]["epoch"],
+                "state": ck["best"]["state"], "bad": ck["best"]["bad"]}
+        start_epoch, stopped = int(ck["next_epoch"]), bool(ck["stopped"])
+        resumed = start_epoch
+
+    writer = _tb_writer(run_dir, start_epoch)
+    bar = _progress(progress, cfg.epochs, steps_per_epoch, start_epoch)
+    train_time, seen = 0.0, 0
+    try:
+        for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=perm_gen).to(device)
+            loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
+                yb = y_train[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
+                                        f"step {step + 1} (lr={scheduler.get_last_lr()[0]:.3g}); lower "
+                                        "the learning rate or check the input data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+                if bar is not None:
+                    bar.advance()
+            seconds = time.perf_counter() - t0
+            train_time, seen = train_time + seconds, seen + n
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum.item() / n,
+                                      "train_acc": correct.item() / n,
+                                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg)
+                _track_best(best, record, epoch, model, cfg)
+            history.append(record)
+            stopped = bool(cfg.early_stopping_patience and best["bad"] >= cfg.early_stopping_patience)
+            if writer is not None:
+                for k, v in record.items():
+                    if k not in ("epoch", "seconds"):
+                        writer.add_scalar(k.replace("_", "/", 1), v, epoch)
+                writer.flush()
+            if ckpt_path is not None:
+                save_checkpoint(ckpt_path, {
+                    "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "history": history,
+                    "rng": {"perm": perm_gen.get_state(), "augment": aug_gen.get_state(),
+                            "torch": torch.get_rng_state()},
+                    "best": best,
+                })
+            if bar is not None:
+                bar.describe(epoch, record)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+            if stopped:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return FitResult(history=history, best_epoch=best["epoch"], best_metric=best["metric"],
+                     epochs_run=len(history), stopped_early=stopped, resumed_from_epoch=resumed,
+                     train_seconds=train_time, images_per_second=seen / train_time if train_time else 0.0)
+
+
+def _check_data(pair, name: str):
+    import torch
+
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TrainingError(f"{name}: expected a pair (x_uint8 [N,3,S,S], y [N])")
+    x, y = pair
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+        raise TrainingError(f"{name}: images must be uint8 [N,3,S,S], got {x.dtype} {tuple(x.shape)}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
+        raise TrainingError(f"{name}: {x.shape[0]} images but labels of shape {tuple(y.shape)}")
+    return x, y.long()
+
+
+def _make_optimizer(model, cfg: TrainConfig):
+    import torch
+
+    # No weight decay on biases and norm parameters (the usual choice; it matters little here).
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class _LrFactor:
+    """Per-step multiplier of the base lr: linear warmup, then cosine / step / constant.
+
+    A class rather than a closure so the scheduler's ``state_dict`` stays plain data.
+    """
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        self.kind = cfg.schedule
+        self.warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+        self.total = cfg.epochs * steps_per_epoch
+        self.step_every = cfg.step_epochs * steps_per_epoch
+        self.gamma = cfg.step_gamma
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "cosine":
+            t = (step - self.warmup) / max(1, self.total - self.warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        if self.kind == "step":
+            return self.gamma ** (step // self.step_every)
+        return 1.0
+
+
+def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> _LrFactor:
+    return _LrFactor(cfg, steps_per_epoch)
+
+
+def _validate(model, x, y, cfg: TrainConfig) -> tuple[float, float]:
+    """Mean cross-entropy (no smoothing) and accuracy on the validation tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    from synthmix.data.augment import normalize, to_float
+
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], cfg.eval_batch_size):
+            logits = model(normalize(to_float(x[i:i + cfg.eval_batch_size]), cfg.normalization))
+            yb = y[i:i + cfg.eval_batch_size]
+            loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += int((logits.argmax(1) == yb).sum())
+    model.train()
+    return loss / x.shape[0], correct / x.shape[0]
+
+
+def _track_best(best: dict[str, Any], record: dict[str, Any], epoch: int, model, cfg: TrainConfig) -> None:
+    key = cfg.early_stopping_metric
+    value = record[key]
+    better = best["metric"] is None or (value < best["metric"] if key == "val_loss" else value > best["metric"])
+    if better:
+        best.update(metric=value, epoch=epoch, bad=0,
+                    state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+    else:
+        best["bad"] += 1
+
+
+def _tb_writer(run_dir: Path | None, start_epoch: int):
+    if run_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run wrote after its last checkpoint.
+    return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_epoch or None)
+
+
+class _Bar:
+    def __init__(self, epochs: int, steps: int, start_epoch: int):
+        from synthmix.core.log import progress
+
+        self.p = progress()
+        self.p.start()
+        self.task = self.p.add_task("train", total=epochs * steps, completed=start_epoch * steps, info="")
+
+    def advance(self) -> None:
+        self.p.advance(self.task)
+
+    def describe(self, epoch: int, r: dict[str, Any]) -> None:
+        info = f"ep {epoch + 1} loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}"
+        if "val_acc" in r:
+            info += f" | val loss {r['val_loss']:.3f} acc {r['val_acc']:.3f}"
+        self.p.update(self.task, info=info)
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+def _progress(enabled: bool, epochs: int, steps: int, start_epoch: int) -> _Bar | None:
+    return _Bar(epochs, steps, start_epoch) if enabled else None

@@ -1,0 +1,79 @@
+"""evaluate_model's files, unlabelled sets, and cross-dataset class matching."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthmix.core.errors import DataError
+from synthmix.evaluation.crossdata import evaluate_folder, folder_rows
+from synthmix.evaluation.evaluate import evaluate_model
+from synthmix.models import create_model
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _data(n=12, size=32):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), np.arange(n) % 3
+
+
+def test_evaluate_model_writes_every_file(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 3, input_size=32)
+    x, y = _data()
+    m = evaluate_model(model, x, y, ["a", "b", "c"], tmp_path, name="test", ids=[f"id{i}" for i in range(12)])
+    d = tmp_path / "test"
+    for f in ("roc.png", "pr.png", "confusion.png", "calibration.png", "gradcam.png"):
+        assert (d / f).read_bytes()[:8] == PNG, f
+    feats, logits = np.load(d / "features.npy"), np.load(d / "logits.npy")
+    assert feats.shape == (12, model.feature_dim) and logits.shape == (12, 3)
+    assert np.array_equal(np.load(d / "labels.npy"), y)
+    assert json.loads((d / "ids.json").read_text())[3] == "id3"
+    # the cached logits are the model's, and the metrics are computed from them
+    with torch.no_grad():
+        ref = model((x.float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                    / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    assert np.allclose(logits, ref.numpy(), atol=1e-5)
+    assert m["accuracy"] == pytest.approx(float((logits.argmax(1) == y).mean()))
+    saved = json.loads((d / "metrics.json").read_text())
+    assert saved["accuracy"] == m["accuracy"] and saved["n"] == 12
+
+
+def test_unlabelled_set_caches_features_only(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 3, input_size=32)
+    x, _ = _data(5)
+    m = evaluate_model(model, x, None, ["a", "b", "c"], tmp_path, name="ood", gradcam=False)
+    assert m["n_labelled"] == 0 and "accuracy" not in m
+    assert np.load(tmp_path / "ood" / "features.npy").shape[0] == 5
+    assert (np.load(tmp_path / "ood" / "labels.npy") == -1).all()
+    assert not (tmp_path / "ood" / "roc.png").exists()
+
+
+def test_cross_dataset_maps_classes_by_name(tmp_path):
+    from conftest import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "other", per_class={"Apple": 2, "banana ": 2, "kiwi": 2},
+                            splits=("train",))
+    rows, mapping = folder_rows(root / "train", ["apple", "banana", "orange"])
+    assert mapping["matched"] == {"Apple": "apple", "banana ": "banana"}
+    assert mapping["extra"] == ["kiwi"] and mapping["missing"] == ["orange"]
+    assert sorted(r["label"] for r in rows) == ["apple", "apple", "banana", "banana"]
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 3, input_size=32)
+    res = evaluate_folder(model, root / "train", ["apple", "banana", "orange"], tmp_path / "eval",
+                          input_size=32, gradcam=False)
+    assert res["n"] == 4 and res["mapping"]["extra"] == ["kiwi"]
+    assert (tmp_path / "eval" / "folder-train" / "mapping.json").exists()
+
+
+def test_cross_dataset_without_overlap_is_a_clear_error(tmp_path):
+    from conftest import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "other", per_class={"kiwi": 1}, splits=("train",))
+    with pytest.raises(DataError, match="no class folder matches"):
+        folder_rows(root / "train", ["apple", "banana"])

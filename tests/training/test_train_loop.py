@@ -1,0 +1,135 @@
+"""The training loop: resume == uninterrupted, determinism, NaN detection, early stopping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from synthmix.core.errors import ConfigError, TrainingError
+from synthmix.models import create_model
+from synthmix.training.checkpoint import load_checkpoint
+from synthmix.training.config import TrainConfig
+from synthmix.training.loop import _LrFactor, _validate, fit
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The conftest ImageFolder as tensors: train (24 images), test (9) at 32 px."""
+    from conftest import make_imagefolder
+
+    from synthmix.data.scan import scan_dataset
+    from synthmix.data.tensors import label_tensor, load_tensor
+
+    root = make_imagefolder(tmp_path_factory.mktemp("ds"))
+    rows = scan_dataset(root, None, val_fraction=0.0).rows
+    classes = sorted({r["label"] for r in rows})
+    tr = [r for r in rows if r["split"] == "train"]
+    te = [r for r in rows if r["split"] == "test"]
+    return ((load_tensor(tr, None, 32), label_tensor(tr, classes)),
+            (load_tensor(te, None, 32), label_tensor(te, classes)))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model="tiny_cnn", input_size=32, epochs=4, batch_size=5, lr=0.01, seed=7, device="cpu",
+                warmup_epochs=0.5, label_smoothing=0.1, augment={"hflip": 0.5, "crop_scale": (0.7, 1.0),
+                                                                   "brightness": 0.2})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _model(cfg: TrainConfig):
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, 3, **cfg.model_args())
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_weights(data, tmp_path):
+    train, val = data
+    cfg = _cfg(model_kwargs={"dropout": 0.3})  # dropout: the global RNG must be restored too
+    full = _model(cfg)
+    ref = fit(full, train, val, cfg, tmp_path / "full", progress=False)
+
+    def kill(epoch, record):
+        if epoch == 1:
+            raise Killed
+
+    part = _model(cfg)
+    with pytest.raises(Killed):
+        fit(part, train, val, cfg, tmp_path / "cut", progress=False, on_epoch_end=kill)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["next_epoch"] == 2
+    resumed_model = _model(cfg)
+    res = fit(resumed_model, train, val, cfg, tmp_path / "cut", progress=False)
+    assert res.resumed_from_epoch == 2 and res.epochs_run == 4
+    assert _same(full, resumed_model)
+    assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in ref.history]
+    assert (tmp_path / "cut" / "tb").is_dir()
+
+
+def test_seeded_runs_are_identical_and_seeds_differ(data):
+    train, _ = data
+    cfg = _cfg(epochs=2)
+    a, b = _model(cfg), _model(cfg)
+    fit(a, train, None, cfg, progress=False)
+    fit(b, train, None, cfg, progress=False)
+    assert _same(a, b)
+    c = _model(cfg)
+    fit(c, train, None, cfg.model_copy(update={"seed": 8}), progress=False)
+    assert not _same(a, c)
+
+
+def test_nan_loss_raises_training_error_naming_epoch_and_step(data):
+    train, _ = data
+    cfg = _cfg(epochs=1)
+    model = _model(cfg)
+    with torch.no_grad():
+        model.head[-1].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"non-finite training loss .* epoch 1, step 1"):
+        fit(model, train, None, cfg, progress=False)
+
+
+def test_early_stopping_keeps_the_best_weights(data):
+    train, _ = data
+    x, y = train
+    # validation labels shifted by one class: the better the model fits train, the worse val gets
+    val = (x, (y + 1) % 3)
+    cfg = _cfg(epochs=30, early_stopping_patience=2, augment={"hflip": 0.0}, label_smoothing=0.0)
+    model = _model(cfg)
+    res = fit(model, train, val, cfg, progress=False)
+    assert res.stopped_early and res.epochs_run < 30
+    assert res.epochs_run == res.best_epoch + 1 + 2
+    val_losses = [h["val_loss"] for h in res.history]
+    assert res.best_metric == min(val_losses)
+    assert _validate(model, x, val[1], cfg)[0] == pytest.approx(res.best_metric, rel=1e-5)
+
+
+def test_resume_refuses_a_different_config(data, tmp_path):
+    train, _ = data
+    cfg = _cfg(epochs=1)
+    fit(_model(cfg), train, None, cfg, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="different training config"):
+        fit(_model(cfg), train, None, cfg.model_copy(update={"lr": 0.5}), tmp_path, progress=False)
+
+
+def test_bad_data_is_a_clear_error():
+    cfg = _cfg(epochs=1)
+    with pytest.raises(TrainingError, match="uint8"):
+        fit(_model(cfg), (torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)), None, cfg,
+            progress=False)
+
+
+def test_lr_schedule_warmup_cosine_step():
+    cfg = _cfg(epochs=10, warmup_epochs=1)
+    f = _LrFactor(cfg, steps_per_epoch=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    s = _LrFactor(cfg.model_copy(update={"schedule": "step", "step_epochs": 3, "warmup_epochs": 0}), 10)
+    assert s(29) == 1.0 and s(30) == pytest.approx(0.1) and s(60) == pytest.approx(0.01)
