@@ -112,11 +112,13 @@ def time_unet_alone(pipe, batch: int, size: int, calls: int, device: str) -> flo
 
 def main(argv=None) -> dict:
     import torch
+    from diffusers.utils import logging as dlogging
 
     from synthmix.generation.sd.config import SpeedConfig, Text2ImgConfig
     from synthmix.generation.sd.pipeline import prepare_pipeline
     from synthmix.generation.sd.text2img import Text2ImgGenerator, plan_text2img
 
+    dlogging.set_verbosity_error()  # dtype-cast notices of the random-weight models
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny pipeline at 32 px (automatic without CUDA)")
@@ -126,9 +128,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--naive-images", type=int, default=None, help="images timed in the naive loop (GPU 4, tiny 4)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="torch.compile the UNet in the synthmix run (default: on with CUDA)")
-    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode (max-autotune-no-cudagraphs: faster, minutes to tune)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     tiny = a.tiny or not cuda
     device = "cuda" if cuda else "cpu"
     size = 32 if tiny else 512
@@ -207,11 +213,13 @@ def main(argv=None) -> dict:
           f"({len(timed)} images; warm-up batch {warmup_s:.1f} s)")
     print(f"speed-up                   : {res['speedup']:.2f}x")
     print(f"UNet                       : {res['unet_gflop_per_image_step']:.2f} GFLOP per image-step (CFG pair), "
-          f"{res['unet_tflop_s']:.3f} TFLOP/s")
-    print(f"matmul peak (measured)     : bf16 {res['peak_bf16_tflop_s']:.3f} TFLOP/s"
-          + ("" if best_dtype == torch.bfloat16 else f", {str(best_dtype).split('.')[-1]} {res['peak_run_dtype_tflop_s']:.3f} TFLOP/s"))
+          f"{1000 * res['unet_tflop_s']:.2f} GFLOP/s")
+    print(f"matmul peak (measured)     : bf16 {1000 * res['peak_bf16_tflop_s']:.1f} GFLOP/s"
+          + ("" if best_dtype == torch.bfloat16 else
+             f", {str(best_dtype).split('.')[-1]} {1000 * res['peak_run_dtype_tflop_s']:.1f} GFLOP/s"))
     print(f"UNet / bf16 peak           : {100 * res['unet_fraction_of_bf16_peak']:.1f} %"
-          + ("" if best_dtype == torch.bfloat16 else f"  (/ {str(best_dtype).split('.')[-1]} peak: {100 * res['unet_fraction_of_run_dtype_peak']:.1f} %)"))
+          + ("" if best_dtype == torch.bfloat16 else
+             f"  (/ {str(best_dtype).split('.')[-1]} peak: {100 * res['unet_fraction_of_run_dtype_peak']:.1f} %)"))
     print(f"UNet share of wall time    : {100 * res['unet_share_of_wall']:.1f} %")
     if a.json:
         a.json.write_text(json.dumps(res, indent=2) + "\n")

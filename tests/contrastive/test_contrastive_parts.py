@@ -11,6 +11,17 @@ from synthmix.training.samplers import ClassBalancedBatchSampler
 from synthmix.training.views import STRONG_VIEWS, two_views
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two torch threads on a shared 2-core machine are many times slower than one
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_sampler_every_anchor_has_a_positive_and_class0_works():
     labels = [0] * 5 + [1] * 3 + [2] * 7
     s = ClassBalancedBatchSampler(labels, m_per_class=2, classes_per_batch=2, num_batches=20, seed=1)

@@ -132,3 +132,19 @@ def test_separable_fast_path_equals_grid_sample():
     fast = A._geometry(x, cfg, u, hf, vf)
     ref = A._geometry(x, cfg, u, hf, vf, force_grid=True)
     assert torch.allclose(fast, ref, atol=1e-4)
+
+
+def test_torchvision_equivalent_pipeline_runs():
+    from synthmix.data.augment import torchvision_transform
+
+    cfg = AugmentConfig(hflip=1.0, crop_scale=(0.5, 1.0), margin=0.3, rotation=10, brightness=0.2,
+                        grayscale=1.0, noise=0.01)
+    tf = torchvision_transform(cfg, 24)
+    torch.manual_seed(0)
+    y = tf(torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8))
+    assert y.shape == (3, 24, 24) and y.dtype == torch.float32
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    assert torch.allclose(y[0], y[1], atol=0.05)  # grey-scale with p=1 (plus small noise)
+    plain = torchvision_transform(AugmentConfig(hflip=1.0), 8)(torch.arange(64, dtype=torch.uint8)
+                                                              .view(1, 8, 8).expand(3, 8, 8))
+    assert torch.allclose(plain[0, 0], torch.arange(8).flip(0).float() / 255)

@@ -66,3 +66,12 @@ def test_bundled_fruits_copy():
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert total < 4_000_000
     assert len(classification_rows(rep.rows)) == 275
+
+
+def test_cli_scan_bundled(tmp_path):
+    res = runner.invoke(app, ["data", "scan", "--bundled", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in (tmp_path / "b" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 300 and sum(r["split"] == "test" for r in rows) == 60
+    res = runner.invoke(app, ["data", "scan"])
+    assert res.exit_code != 0 and "--bundled" in str(res.exception)

@@ -97,3 +97,20 @@ def test_label_tensor_unknown_label(tiny_folder):
 
     with pytest.raises(DataError, match="'orange' is not one of"):
         label_tensor(rows, ["apple", "banana"])
+
+
+def test_box_crop_from_row_boxes_and_mask(tmp_path):
+    from synthmix.data.preprocess import preprocess_row
+
+    _wide().save(tmp_path / "img.png")
+    m = np.zeros((20, 40), np.uint8)
+    m[5:15, 2:12] = 255  # object inside the red half
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    cfg = PreprocessConfig(size=8, resize="stretch", box_crop=True, box_margin=0.0)
+    manifest = tmp_path / "manifest.jsonl"
+    red = preprocess_row({"path": "img.png", "mask": "mask.png", "boxes": [[25, 0, 35, 20]]}, manifest, cfg)
+    assert (red == (255, 0, 0)).all()  # the mask wins over boxes
+    blue = preprocess_row({"path": "img.png", "boxes": [[25, 0, 35, 20]]}, manifest, cfg)
+    assert (blue == (0, 0, 255)).all()
+    whole = preprocess_row({"path": "img.png", "boxes": None}, manifest, cfg)
+    assert (whole[:, 0] == (255, 0, 0)).all() and (whole[:, -1] == (0, 0, 255)).all()

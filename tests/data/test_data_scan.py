@@ -154,3 +154,28 @@ def test_not_a_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image files"):
         scan_dataset(tmp_path / "empty", None)
+
+
+def test_carve_edge_cases_and_classification_rows():
+    from synthmix.data.splits import carve, classification_rows
+
+    rows = [{"id": f"{c}{i}", "label": c, "split": "train"} for c, n in (("a", 1), ("b", 2), ("mixed", 10))
+            for i in range(n)]
+    out = carve(rows, 0.15, seed=0)
+    got = {c: sum(1 for r in out if r["label"] == c and r["split"] == "val") for c in ("a", "b", "mixed")}
+    assert got == {"a": 0, "b": 1, "mixed": 2}  # never the last image; at least 1 from 2+
+    assert all(r["split"] == "train" for r in rows)  # input rows are not modified
+    assert [r["label"] for r in classification_rows(out)] == ["a", "b", "b"]
+    assert len(classification_rows(out, exclude=(), split="val")) == 3
+    with pytest.raises(ValueError, match="fraction"):
+        carve(rows, 1.0, seed=0)
+
+
+def test_flat_layout_hidden_folder_at_root(tmp_path):
+    make_imagefolder(tmp_path / "ds", per_class={"apple": 3}, splits=("train",))
+    flat = tmp_path / "ds" / "train"
+    (flat / ".ipynb_checkpoints").mkdir()
+    make_image((9, 9, 9), seed=7).save(flat / ".ipynb_checkpoints" / "x.jpg")
+    rep = scan_dataset(flat, None, test_fraction=0.0, val_fraction=0.0)
+    assert rep.classes == ["apple"] and len(rep.rows) == 3
+    assert rep.ignored == [{"path": str(flat / ".ipynb_checkpoints"), "reason": "hidden folder (never a class)"}]

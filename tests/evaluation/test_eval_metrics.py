@@ -40,12 +40,14 @@ def test_metrics_match_hand_computed_values():
     assert m["per_class"]["a"]["support"] == 2
 
 
-def test_ece_and_bins_agree():
+def test_ece_bins_and_a_perfectly_calibrated_case():
     bins = reliability_bins(P, Y, n_bins=5)
     assert bins["count"] == [0, 0, 2, 2, 2]
-    ece = sum(c / 6 * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"], bins["confidence"])
-              if c)
-    assert expected_calibration_error(P, Y, n_bins=5) == pytest.approx(ece)
+    assert bins["accuracy"][2:] == [0.0, 1.0, 1.0]
+    # confidence 0.75 everywhere, 3 of 4 right: calibrated, ECE 0; all right: ECE 0.25
+    p = np.array([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(p, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+    assert expected_calibration_error(p, np.array([0, 0, 0, 0])) == pytest.approx(0.25)
 
 
 def test_auc_none_when_a_class_has_no_positives():

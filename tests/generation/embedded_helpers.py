@@ -27,6 +27,6 @@ def tiny_train_config(manifest: Path, out_dir: Path, **over):
 
     fields = dict(manifest=str(manifest), out_dir=str(out_dir), resolution=16,
                   model=ModelConfig(size="tiny"), steps=4, batch_size=8, warmup_steps=2,
-                  checkpoint_every=2, sample_every=0, sample_steps=2, seed=0, device="cpu")
+                  checkpoint_every=2, sample_every=0, sample_steps=2, seed=0, device="cpu", threads=1)
     fields.update(over)
     return TrainConfig(**fields)

@@ -12,9 +12,9 @@ def real_manifest(root: Path, per_class: dict[str, int], rgba: bool = False) -> 
     ``rgba``: the first train image of each class is an RGBA PNG (img2img must still get RGB).
     """
     import numpy as np
-    from conftest import make_imagefolder
     from PIL import Image
 
+    from conftest import make_imagefolder
     from synthmix.core.hashing import sha256_file, short_id
     from synthmix.data.manifest import new_row, write_manifest
 

@@ -202,3 +202,48 @@ def test_uncached_hub_id_says_how_to_download():
 
     with pytest.raises(ConfigError, match="huggingface-cli download nobody/not-cached"):
         resolve_model("nobody/not-cached")
+
+
+def test_a_shipped_safety_checker_is_not_used(tmp_path):
+    import json
+
+    from synthmix.generation.sd.config import Text2ImgConfig
+    from synthmix.generation.sd.pipeline import load_pipeline
+    from synthmix.generation.sd.tiny import build_tiny_pipeline
+
+    folder = build_tiny_pipeline(tmp_path / "with-checker", safety_checker=True)
+    assert json.loads((folder / "model_index.json").read_text())["safety_checker"][1] == \
+        "StableDiffusionSafetyChecker"
+    pipe = load_pipeline(Text2ImgConfig(model=str(folder)), "text2img", "cpu")
+    assert pipe.safety_checker is None
+
+
+def test_hub_id_resolves_from_the_local_cache_only(tmp_path, tiny_model, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    from synthmix.generation.sd.pipeline import resolve_model
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-sd"
+    shutil.copytree(tiny_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    folder, revision = resolve_model("someone/tiny-sd")
+    assert folder == repo / "snapshots" / commit and revision == commit
+
+
+@pytest.mark.slow
+def test_benchmark_runs_tiny():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "generation.py"
+    spec = importlib.util.spec_from_file_location("bench_generation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--tiny", "--steps", "2", "--batch", "2", "--images", "4", "--naive-images", "2"])
+    assert res["tiny"] and res["naive_img_s"] > 0 and res["synthmix_img_s"] > 0
+    assert 0 < res["unet_share_of_wall"] and res["unet_gflop_per_image_step"] > 0

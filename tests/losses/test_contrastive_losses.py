@@ -11,6 +11,17 @@ import torch.nn.functional as F
 from synthmix.training.losses import nt_xent_loss, supcon_hard_negative_loss, supcon_loss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two torch threads on a shared 2-core machine are many times slower than one
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _naive(z, labels, is_neg, parent, t, hard_weight=1.0):
     """Loop version of SupCon with negatives-only rows (is_neg) and hard-negative weights."""
     z = F.normalize(z.double(), dim=1)

@@ -27,7 +27,8 @@ def _colour(text: str, option: str) -> tuple[int, int, int]:
 
 @data_app.command("scan")
 def scan(
-    path: Path = typer.Argument(..., help="ImageFolder root: <class>/<img> or {train,val,test}/<class>/<img>."),
+    path: Path = typer.Argument(None, help="ImageFolder root: <class>/<img> or {train,val,test}/<class>/<img>."),
+    bundled: bool = typer.Option(False, "--bundled", help="Scan the fruits demo data shipped with synthmix."),
     out: Path = typer.Option(None, "--out", help="Output folder [default: synthmix-runs/data/<folder name>]."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: leave bad files out and list them; "
                                  "fail: stop at the first bad file."),
@@ -43,9 +44,15 @@ def scan(
     from synthmix.core.log import console
     from synthmix.data.scan import scan_dataset, summary_lines, summary_table
 
+    if bundled:
+        from synthmix.data.bundled import fruits_path
+
+        path = fruits_path()
+    elif path is None:
+        raise ConfigError("data scan: give a PATH to an image folder, or --bundled for the demo data")
     if on_error not in ("skip", "fail"):
         raise ConfigError(f"--on-error: expected skip or fail, got {on_error!r}")
-    out = out or Path("synthmix-runs") / "data" / (path.resolve().name or "data")
+    out = out or Path("synthmix-runs") / "data" / ("fruits-bundled" if bundled else (path.resolve().name or "data"))
     report = scan_dataset(path, out, on_error=on_error, val_fraction=val_fraction,  # type: ignore[arg-type]
                           test_fraction=test_fraction, seed=seed,
                           annotations="auto" if annotations else "none",

@@ -13,12 +13,13 @@ from synthmix.cli.app import app
 def run(config: Path = typer.Argument(..., help="study YAML (see configs/)"),
         out: Path = typer.Option(None, "--out", help="run directory (default: runs/<study name>)"),
         device: str = typer.Option(None, help="auto / cpu / cuda / cuda:1 (default: the study's device)"),
+        threads: int = typer.Option(None, help="torch CPU threads (default: the study's, else torch's)"),
         report: bool = typer.Option(True, "--report/--no-report", help="write report.html at the end")) -> None:
     """Run every missing stage of a study (resumes after a kill; failed cells do not stop the others)."""
     from synthmix.core.log import console
     from synthmix.experiments.runner import run_study
 
-    summary = run_study(config, out, device=device)
+    summary = run_study(config, out, device=device, threads=threads)
     _finish(summary, out, report, console())
 
 
@@ -62,14 +63,15 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory made by `sy
 @app.command("demo")
 def demo(quick: bool = typer.Option(False, "--quick", help="tiny budgets: finishes in about a minute"),
          out: Path = typer.Option(None, "--out", help="run directory (default: runs/demo or runs/demo-quick)"),
-         device: str = typer.Option(None, help="auto / cpu / cuda")) -> None:
+         device: str = typer.Option(None, help="auto / cpu / cuda"),
+         threads: int = typer.Option(None, help="torch CPU threads (default: the demo config's)")) -> None:
     """The whole study on the bundled fruits photos with the embedded generator, offline, then the report."""
     from synthmix.core.log import console
     from synthmix.experiments.runner import run_study
 
     config = demo_config(quick)
     console().print(f"[bold]synthmix demo[/] ({'quick' if quick else 'full'}): {config}")
-    summary = run_study(config, out or Path("runs") / config.stem, device=device)
+    summary = run_study(config, out or Path("runs") / config.stem, device=device, threads=threads)
     _finish(summary, out or Path("runs") / config.stem, True, console())
 
 

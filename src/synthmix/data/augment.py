@@ -279,3 +279,38 @@ def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Te
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def torchvision_transform(cfg: AugmentConfig, size: int):
+    """The same augmentation as a per-image torchvision transforms v2 pipeline.
+
+    For users who keep a ``Dataset`` + ``DataLoader``: input a uint8/float tensor image
+    [3, H, W] (or a PIL image), output float32 [3, size, size] in [0, 1]. The random
+    numbers come from torch's global generator (torchvision's convention), so this is not
+    draw-for-draw identical to :func:`augment_batch`; the distributions match in kind.
+    """
+    import torch
+    from torchvision.transforms import v2
+
+    steps: list = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if cfg.margin > 0 and cfg.margin_prob > 0:
+        fill = [c / 255 for c in cfg.fill]
+        steps += [v2.RandomZoomOut(fill=fill, side_range=(1.0, 1 / (1 - cfg.margin)), p=cfg.margin_prob)]
+    if cfg.crop_scale != (1.0, 1.0):
+        steps.append(v2.RandomResizedCrop(size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True))
+    else:
+        steps.append(v2.Resize((size, size), antialias=True))
+    if cfg.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.vflip > 0:
+        steps.append(v2.RandomVerticalFlip(cfg.vflip))
+    if cfg.rotation > 0 or cfg.translate > 0:
+        steps.append(v2.RandomAffine(degrees=cfg.rotation, translate=(cfg.translate, cfg.translate),
+                                     fill=[c / 255 for c in cfg.fill]))
+    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
+        steps.append(v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue))
+    if cfg.grayscale > 0:
+        steps.append(v2.RandomGrayscale(cfg.grayscale))
+    if cfg.noise > 0:
+        steps.append(v2.GaussianNoise(sigma=cfg.noise, clip=True))
+    return v2.Compose(steps)

@@ -1,7 +1,8 @@
-"""Calibration: expected calibration error (torchmetrics) and a reliability diagram.
+"""Calibration: expected calibration error and a reliability diagram.
 
-ECE = sum over confidence bins b of |B_b|/N * |acc(B_b) - conf(B_b)|, with equal-width
-bins over the top-class probability (15 bins by default, L1 norm).
+ECE = sum over confidence bins b of |B_b|/N * |acc(B_b) - conf(B_b)|, with ``n_bins``
+equal-width bins (lo, hi] over the top-class probability (15 by default, L1 norm: the
+definition torchmetrics' ``multiclass_calibration_error`` uses).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import numpy as np
 
 
 def expected_calibration_error(probs, y, n_bins: int = 15) -> float:
-    """ECE of ``probs`` [N, C] against ``y`` [N] (torchmetrics' multiclass L1 calibration error)."""
-    import torch
-    from torchmetrics.functional.classification import multiclass_calibration_error
-
-    p = torch.as_tensor(np.asarray(probs), dtype=torch.float64)
-    t = torch.as_tensor(np.asarray(y), dtype=torch.long)
-    return float(multiclass_calibration_error(p, t, num_classes=p.shape[1], n_bins=n_bins, norm="l1"))
+    """ECE of ``probs`` [N, C] against ``y`` [N] (L1, equal-width confidence bins)."""
+    bins = reliability_bins(probs, y, n_bins)
+    n = sum(bins["count"])
+    return float(sum(c / n * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"],
+                                                            bins["confidence"]) if c))
 
 
 def reliability_bins(probs, y, n_bins: int = 15) -> dict[str, list[float]]:
@@ -27,7 +26,7 @@ def reliability_bins(probs, y, n_bins: int = 15) -> dict[str, list[float]]:
     t = np.asarray(y)
     conf, pred = p.max(1), p.argmax(1)
     edges = np.linspace(0, 1, n_bins + 1)
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)  # (lo, hi]
     out = {"confidence": [], "accuracy": [], "count": [], "lower": edges[:-1].tolist(),
            "upper": edges[1:].tolist()}
     for b in range(n_bins):

@@ -1,4 +1,4 @@
-"""Classification metrics from class probabilities (torchmetrics + scikit-learn).
+"""Classification metrics from class probabilities (scikit-learn; ECE in numpy).
 
 ``classification_metrics(probs [N,C] float, y [N] int, classes) -> dict`` with
 ``accuracy`` (micro), ``precision_macro`` / ``recall_macro`` / ``f1_macro``, ``roc_auc_ovr``
@@ -7,6 +7,9 @@
 ``per_class`` (scikit-learn's classification_report as a dict) and ``n``.
 Classes absent from ``y`` count as zero in the macro averages (scikit-learn's
 ``zero_division=0``), so a metric never silently averages over fewer classes.
+
+(torchmetrics computes the same values, but importing it costs ~2-15 s here: its package
+``__init__`` pulls in the text metrics; scikit-learn is needed for the report anyway.)
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import numpy as np
 
 def classification_metrics(probs, y, classes: Sequence[str], ece_bins: int = 15) -> dict[str, Any]:
     """Metrics of predictions ``probs`` [N, C] (rows sum to 1) against labels ``y`` [N]."""
-    import torch
-    from sklearn.metrics import classification_report, precision_recall_fscore_support, roc_auc_score
-    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
+    from sklearn.metrics import (
+        classification_report,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     from synthmix.evaluation.calibration import expected_calibration_error
 
@@ -33,10 +39,9 @@ def classification_metrics(probs, y, classes: Sequence[str], ece_bins: int = 15)
     if t.size == 0:
         raise ValueError("no samples to evaluate")
     pred = p.argmax(1)
-    tp, tt = torch.from_numpy(p), torch.from_numpy(t)
-    acc = float(multiclass_accuracy(tp, tt, num_classes=c, average="micro"))
-    cm = multiclass_confusion_matrix(tp, tt, num_classes=c).numpy()
     labels = list(range(c))
+    acc = float((pred == t).mean())
+    cm = confusion_matrix(t, pred, labels=labels)
     prec, rec, f1, _ = precision_recall_fscore_support(t, pred, labels=labels, average="macro",
                                                        zero_division=0)
     per_class_auc: dict[str, float | None] = {}

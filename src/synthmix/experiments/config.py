@@ -53,8 +53,13 @@ class GeneratorSection(StrictModel):
 
 
 class CurationSection(StrictModel):
+    """Sort generated images into in_dist / near_ood / reject with a real-only classifier."""
+
     enabled: bool = True
-    settings: dict[str, Any] = Field(default_factory=dict, description="synthmix.curation settings")
+    settings: dict[str, Any] = Field(default_factory=dict, description="synthmix.curation.run.CurationConfig "
+                                     "fields (sort thresholds, batch size)")
+    classifier_setup: str | None = Field(None, description="real-only setup whose first model and seed "
+                                         "scores the images (default: the reference setup)")
 
 
 class SetupSection(StrictModel):
@@ -140,7 +145,9 @@ class StudyConfig(StrictModel):
     reference: str | None = Field(None, description="setup the others are compared to (default: the "
                                   "first real-only setup)")
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
-    device: str = Field("auto", description="auto / cpu / cuda / cuda:1 ...")
+    device: str = Field("auto", description="auto / cpu / cuda / cuda:1 ... (runtime: not part of any key)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (runtime: not part of any key); "
+                                "1 is much faster than 2 on a CPU shared with other jobs")
 
     @field_validator("seeds")
     @classmethod
@@ -166,6 +173,15 @@ class StudyConfig(StrictModel):
                     raise ValueError(f"setups.{i}.models: {m!r} is not one of {model_ids}")
         if self.reference is not None and self.reference not in names:
             raise ValueError(f"reference: {self.reference!r} is not a setup name")
+        cs = self.curation.classifier_setup
+        if cs is not None:
+            if cs not in names:
+                raise ValueError(f"curation.classifier_setup: {cs!r} is not a setup name")
+            if next(s for s in self.setups if s.name == cs).generator is not None:
+                raise ValueError(f"curation.classifier_setup: {cs!r} uses synthetic images; name a real-only setup")
+        if self.curation.enabled and self.generators and self.dataset.val_fraction == 0:
+            raise ValueError("dataset.val_fraction: curation calibrates its thresholds on real validation "
+                             "images; set val_fraction > 0 or curation.enabled: false")
         return self
 
     @property

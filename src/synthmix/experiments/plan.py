@@ -57,6 +57,7 @@ def build_plan(cfg: StudyConfig) -> Plan:
     plan.shared["scan"] = scan
 
     synthetic: dict[str, Stage] = {}
+    classifier: Stage | None = None
     used = [g for g in cfg.generators if any(s.generator == g for s in cfg.setups)]
     for name in used:
         gen_cfg = cfg.generators[name]
@@ -71,8 +72,13 @@ def build_plan(cfg: StudyConfig) -> Plan:
         plan.shared[f"generate:{name}"] = generated
         synthetic[name] = generated
         if cfg.curation.enabled:
+            if classifier is None:
+                cc = stages.curation_cell(cfg)
+                classifier = Stage("train", f"train {cc.id}", stages.train_config(cfg, cc), stages.run_train,
+                                   {"scan": scan})
+                plan.shared["curation_classifier"] = classifier
             curated = Stage("curate", f"curate {name}", stages.curate_config(cfg, name), stages.run_curate,
-                            {"scan": scan, "generated": generated})
+                            {"scan": scan, "generated": generated, "classifier": classifier})
             plan.shared[f"curate:{name}"] = curated
             synthetic[name] = curated
 

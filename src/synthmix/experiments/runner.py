@@ -32,7 +32,7 @@ def prepare(config: str | Path | StudyConfig, run_dir: str | Path | None = None)
 
 
 def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = None,
-              verbose: bool = True, device: str | None = None) -> dict[str, Any]:
+              verbose: bool = True, device: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """Run every missing stage of the study in ``run_dir``; returns the aggregated results.
 
     Already-done stages are skipped (their done marker exists), a failed stage is recorded
@@ -43,6 +43,10 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
     cfg, plan, run = prepare(config, run_dir)
     # The device is a runtime choice, not part of any stage key (see stages.device).
     os.environ["SYNTHMIX_DEVICE"] = device or cfg.device
+    if threads or cfg.threads:
+        import torch
+
+        torch.set_num_threads(threads or cfg.threads)
     t0 = time.time()
     outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None)
     summary = aggregate(run)

@@ -133,18 +133,14 @@ def _config_fields(gen_type: str) -> set[str]:
 
 
 def run_generate_stage(ctx: StageContext) -> dict[str, Any]:
-    """Plan + render the generator's images into ``out_dir/manifest.jsonl`` (resumable per image)."""
-    from synthmix.data.manifest import read_manifest, train_rows
-    from synthmix.generation.protocol import run_generation
-    from synthmix.generation.registry import parse_generator_config
-    from synthmix.generation.writer import ImageWriter
+    """``synthmix.generation.jobs.run_generate`` into ``out_dir`` (resumable per image)."""
+    from synthmix.generation.jobs import GenerateConfig, run_generate
 
-    scan_manifest = dep_manifest(ctx, "scan")
-    backend, gen_cfg = parse_generator_config(_generator_settings(ctx), source="generator")
-    real = [r for r in train_rows(read_manifest(scan_manifest)) if r["label"] not in ctx.config["exclude_classes"]]
-    generator, planned = backend.build(gen_cfg, real, scan_manifest, ctx.out_dir)
-    out_manifest = ctx.out_dir / MANIFEST
-    counts = run_generation(generator, planned, ImageWriter(out_manifest, ctx.out_dir / "images"))
+    settings = _generator_settings(ctx)
+    batch = settings.get("batch_size", 8)
+    gcfg = GenerateConfig(manifest=dep_manifest(ctx, "scan"), out_dir=ctx.out_dir, generator=settings,
+                          batch_size=batch)
+    counts = run_generate(gcfg)
     if counts["ok"] + counts["skipped"] == 0:
         raise SynthmixError(f"generation made no usable image ({counts})")
     return {"manifest": MANIFEST, **counts}
@@ -152,12 +148,46 @@ def run_generate_stage(ctx: StageContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- curation
 
+def curation_cell(cfg: StudyConfig) -> Cell:
+    """The classifier that scores synthetic images: a real-only CE cell (by default the reference
+    setup's first model and seed, so its training stage is shared with that cell)."""
+    from synthmix.experiments.config import SetupSection
+
+    name = cfg.curation.classifier_setup or cfg.reference_setup
+    setup = next((s for s in cfg.setups if s.name == name and s.generator is None), None) \
+        or SetupSection(name="curation-classifier")
+    return Cell(setup, cfg.models[0], cfg.seeds[0])
+
+
 def curate_config(cfg: StudyConfig, name: str) -> dict[str, Any]:
     return {"settings": cfg.curation.settings}
 
 
 def run_curate(ctx: StageContext) -> dict[str, Any]:
-    raise SynthmixError("curation stage: waiting for synthmix.curation's public API")
+    """``synthmix.curation.run.curate_manifest`` over real + generated rows; the training stages get
+    ``synthetic.jsonl`` (the sorted synthetic rows only, absolute paths)."""
+    from synthmix.curation.run import CurationConfig, curate_manifest
+    from synthmix.data.manifest import read_manifest, resolve_path, write_manifest
+
+    scan, generated = dep_manifest(ctx, "scan"), dep_manifest(ctx, "generated")
+    rows = [{**r, "path": str(resolve_path(m, r["path"]))} for m in (scan, generated)
+            for r in read_manifest(m) if r.get("path")]
+    combined = ctx.out_dir / "input" / MANIFEST
+    write_manifest(combined, rows)
+    ccfg = parse_config(CurationConfig, {**ctx.config["settings"], "device": _concrete_device()},
+                        source="curation.settings")
+    classifier = ctx.deps["classifier"] / dep_summary(ctx, "classifier")["run"]
+    summary = curate_manifest(combined, classifier, ctx.out_dir / "curated", ccfg)
+    curated = read_manifest(ctx.out_dir / "curated" / MANIFEST)
+    write_manifest(ctx.out_dir / "synthetic.jsonl", [r for r in curated if r.get("source") != "real"])
+    info = {k: v for k, v in summary.items() if k in ("counts", "n_synthetic", "thresholds")}
+    return {**info, "manifest": "synthetic.jsonl"}
+
+
+def _concrete_device() -> str:
+    from synthmix.core.device import pick_device
+
+    return pick_device(device())
 
 
 # ---------------------------------------------------------------- far-OOD set
@@ -210,7 +240,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
         "synthetic_manifests": [str(dep_manifest(ctx, "synthetic"))] if "synthetic" in ctx.deps else [],
         "exclude_classes": c["exclude_classes"], "mix": c["mix"],
         "train": {**c["train"], "device": device()}, "preprocess": c["preprocess"],
-        "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"], "gradcam": c["gradcam"]}
+        "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["test"], "gradcam": c["gradcam"]}
     if "pretrain" in c:
         data["pretrain"] = {"mix": c["pretrain"]["mix"], "train": {**c["pretrain"]["train"], "device": device()}}
     cfg = parse_config(TrainRunConfig, data, source=f"setup {c['setup']}")
@@ -219,8 +249,24 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_train_supcon(ctx: StageContext) -> dict[str, Any]:
-    raise SynthmixError("SupCon cells: waiting for a run-level entry point in synthmix.training.contrastive "
-                        "(see docs/bench/_requests.md)")
+    """One (setup, seed) of ``synthmix.training.contrastive_setups.run_setups``: SupCon on real
+    images, + in-distribution positives, + near-OOD negatives; the run dir has train_run's layout."""
+    from synthmix.training.contrastive_setups import ThesisConfig, run_setups
+
+    c = ctx.config
+    setup = ("in_dist_near_ood" if c["near_ood_negatives"] else
+             "in_dist" if "synthetic" in ctx.deps else "real_only")
+    t = c["train"]
+    contrastive = {**c["contrastive"], "model": t["model"], "model_kwargs": t["model_kwargs"],
+                   "input_size": t["input_size"], "seed": t["seed"], "device": _concrete_device()}
+    tcfg = parse_config(ThesisConfig, {
+        "manifest": str(dep_manifest(ctx, "scan")),
+        "synthetic_manifests": [str(dep_manifest(ctx, "synthetic"))] if "synthetic" in ctx.deps else [],
+        "ood_label": c["exclude_classes"][0] if c["exclude_classes"] else "mixed",
+        "setups": [setup], "seeds": [t["seed"]], "contrastive": contrastive, "preprocess": c["preprocess"],
+        "cache_dir": str(ctx.run_dir / "cache")}, source=f"setup {c['setup']}")
+    run_setups(tcfg, ctx.out_dir / "supcon")
+    return {"run": f"supcon/{setup}/seed-{t['seed']}", "thesis_setup": setup}
 
 
 # ---------------------------------------------------------------- evaluation (incl. OOD)
@@ -280,10 +326,10 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         if p.exists():
             metrics.update(_flat(split, read_json(p)))
 
-    def outputs(rows, manifest, name, labelled=False):
+    def outputs(rows, manifest, name):
+        # Unlabelled (y=None): features + logits are cached, no plots (these sets are not classified).
         x = load_tensor(rows, manifest, size, preprocess=tcfg.preprocess, cache_dir=tcfg.cache_dir)
-        y = label_tensor(rows, classes).numpy() if labelled else None
-        evaluate_model(model, x, y, classes, out, name=name, ids=[r["id"] for r in rows], gradcam=False,
+        evaluate_model(model, x, None, classes, out, name=name, ids=[r["id"] for r in rows], gradcam=False,
                        normalization=norm, device=dev)
         return np.load(out / name / "features.npy"), np.load(out / name / "logits.npy")
 
@@ -310,7 +356,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
 
     if ood_sets:
         train_rows = [r for r in rows if r.get("split") == "train" and r["label"] in set(classes)]
-        tr_feat, _ = outputs(train_rows, scan_manifest, "train", labelled=True)
+        tr_feat, _ = outputs(train_rows, scan_manifest, "train")
         tr_lab = label_tensor(train_rows, classes).numpy()
         detectors = FittedDetectors.fit(tr_feat, tr_lab)
         id_scores = detectors.score(np.load(train_dir / "eval" / "test" / "features.npy"),

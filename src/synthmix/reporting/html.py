@@ -86,7 +86,8 @@ def sample_sections(run: Path, plan: dict[str, Any], per_class: int = 8) -> list
                 groups.append((f"{gen} {role} · {c}", paths))
     png = plots.image_grid(groups)
     if png:
-        out.append({"title": "Real vs synthetic samples (per class and role)", "src": data_uri(png)})
+        rows = ", ".join(t for t, p in groups if p)
+        out.append({"title": f"Real vs synthetic samples, one row per group: {rows}", "src": data_uri(png)})
     return out
 
 
@@ -114,7 +115,8 @@ def data_summary(run: Path, plan: dict[str, Any]) -> dict[str, Any]:
 
 def cell_figures(run: Path, summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per kind (curves, confusion, gradcam, ood, other): the figures of the first done seed of
-    every setup x model, as {title, src}."""
+    every setup x model, as {title, src}: the training run's test-set figures (not val) and the
+    evaluation stage's (OOD histograms, extra folders)."""
     out: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in FIGURE_KINDS}
     out["other"] = []
     seen: set[tuple[str, str]] = set()
@@ -122,11 +124,15 @@ def cell_figures(run: Path, summary: dict[str, Any]) -> dict[str, list[dict[str,
         if not c["done"] or (c["setup"], c["model"]) in seen:
             continue
         seen.add((c["setup"], c["model"]))
-        d = _stage_dir(run, c["evaluate"])
-        for p in sorted(d.rglob("*.png")):
-            rel = p.relative_to(d).with_suffix("").as_posix()
-            out[figure_kind(p)].append({"title": f"{c['setup']} / {c['model']} (seed {c['seed']}): {rel}",
-                                        "src": _file_uri(p), "setup": c["setup"]})
+        dirs = [_stage_dir(run, c["train"]), _stage_dir(run, c["evaluate"])]
+        for d in dirs:
+            for p in sorted(d.rglob("*.png")):
+                rel = p.relative_to(d)
+                if any(part in ("val", "pretrain", "tb") for part in rel.parts[:-1]):
+                    continue
+                label = rel.with_suffix("").as_posix().replace("run/eval/", "").replace("eval/", "")
+                out[figure_kind(p)].append({"title": f"{c['setup']} / {c['model']} (seed {c['seed']}): {label}",
+                                            "src": _file_uri(p), "setup": c["setup"]})
     return out
 
 

@@ -96,7 +96,7 @@ class MahalanobisDetector:
         import numpy as np
 
         f = np.asarray(features, dtype=np.float64)
-        d = np.stack([np.einsum("nd,de,ne->n", f - m, self.precision, f - m) for m in self.means], axis=1)
+        d = np.stack([(((f - m) @ self.precision) * (f - m)).sum(axis=1) for m in self.means], axis=1)
         return -d.min(axis=1)
 
 

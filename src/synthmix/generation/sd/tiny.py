@@ -90,12 +90,29 @@ def tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> d
             "scheduler": scheduler}
 
 
-def build_tiny_pipeline(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny Stable Diffusion 1.x-style pipeline to ``folder`` (a local model folder)."""
+def tiny_safety_checker():
+    """A random-weight ``StableDiffusionSafetyChecker`` + image processor (as hub SD 1.x folders ship)."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    cfg = CLIPConfig(text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2},
+                     vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                    "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+                     projection_dim=16)
+    return StableDiffusionSafetyChecker(cfg), CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
+
+
+def build_tiny_pipeline(folder: str | Path, seed: int = 0, safety_checker: bool = False) -> Path:
+    """Save a tiny Stable Diffusion 1.x-style pipeline to ``folder`` (a local model folder).
+
+    ``safety_checker``: include a (random) safety checker, as hub SD 1.x folders do.
+    """
     from diffusers import StableDiffusionPipeline
 
     folder = Path(folder)
-    pipe = StableDiffusionPipeline(**tiny_components(seed), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    checker, extractor = tiny_safety_checker() if safety_checker else (None, None)
+    pipe = StableDiffusionPipeline(**tiny_components(seed), safety_checker=checker, feature_extractor=extractor,
+                                   requires_safety_checker=safety_checker)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
