@@ -87,8 +87,15 @@ def unet_flops(pipe, batch: int, size: int, device: str) -> float:
     h = size // pipe.vae_scale_factor
     x = torch.randn(batch, unet.config.in_channels, h, h, device=device, dtype=unet.dtype)
     ctx = torch.randn(batch, 77, unet.config.cross_attention_dim, device=device, dtype=unet.dtype)
-    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
-        unet(x, 500, ctx)
+    # count with diffusers' classic (bmm + softmax) attention: FlopCounterMode does not count every
+    # fused SDPA kernel (e.g. the CPU flash kernel), and the FLOPs are the same either way
+    saved = unet.attn_processors
+    unet.set_default_attn_processor()
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+            unet(x, 500, ctx)
+    finally:
+        unet.set_attn_processor(saved)
     return float(fc.get_total_flops())
 
 
@@ -108,6 +115,18 @@ def time_unet_alone(pipe, batch: int, size: int, calls: int, device: str) -> flo
             unet(x, 999 - i, ctx)
         sync(device)
     return time.perf_counter() - t
+
+
+def count_only(device: str) -> dict:
+    """Parameters of the SD-1.5 components and UNet FLOPs at 512 px (checks configs/sd15)."""
+    pipe = build_pipeline(False, device)
+    res = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e6
+           for name in ("unet", "vae", "text_encoder")}
+    res["unet_gflop_per_call_512px"] = unet_flops(pipe, 1, 512, device) / 1e9
+    print(f"SD-1.5 architecture (configs/sd15), random weights, on {device}: parameters "
+          f"UNet {res['unet']:.1f} M, VAE {res['vae']:.1f} M, text encoder {res['text_encoder']:.1f} M; "
+          f"UNet {res['unet_gflop_per_call_512px']:.1f} GFLOP per call at 512 px (64x64 latents, batch 1)")
+    return res
 
 
 def main(argv=None) -> dict:
@@ -130,13 +149,17 @@ def main(argv=None) -> dict:
                     help="torch.compile the UNet in the synthmix run (default: on with CUDA)")
     ap.add_argument("--compile-mode", default="default",
                     help="torch.compile mode (max-autotune-no-cudagraphs: faster, minutes to tune)")
+    ap.add_argument("--count-only", action="store_true",
+                    help="build the SD-1.5 architecture (any device), print parameters and UNet FLOPs, stop")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    tiny = a.tiny or not cuda
     device = "cuda" if cuda else "cpu"
+    if a.count_only:
+        return count_only(device)
+    tiny = a.tiny or not cuda
     size = 32 if tiny else 512
     steps = a.steps or (4 if tiny else 50)
     batch = a.batch or (8 if tiny else 16)

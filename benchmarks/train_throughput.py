@@ -35,12 +35,16 @@ def naive(root: Path, model_name: str, size: int, batch: int, epochs: int, worke
 
     tf = T.Compose([T.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), T.RandomHorizontalFlip(),
                     T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    ds = datasets.ImageFolder(str(root / "train"), transform=tf,
-                              is_valid_file=lambda p: Path(p).parent.name in CLASSES)
+    # `mixed` is not a class: keep its folder out and map folder indices to CLASSES order.
+    probe = datasets.ImageFolder(str(root / "train"), allow_empty=True,
+                                 is_valid_file=lambda p: Path(p).parent.name in CLASSES)
+    remap = {i: CLASSES.index(c) for i, c in enumerate(probe.classes) if c in CLASSES}
+    ds = datasets.ImageFolder(str(root / "train"), transform=tf, target_transform=remap.__getitem__,
+                              allow_empty=True, is_valid_file=lambda p: Path(p).parent.name in CLASSES)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
                                      persistent_workers=workers > 0)
     torch.manual_seed(0)
-    model = create_model(model_name, len(ds.classes), input_size=size)
+    model = create_model(model_name, len(CLASSES), input_size=size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     n, t0 = 0, time.perf_counter()

@@ -8,7 +8,12 @@ Checks, for each ``*.jsonl`` manifest found under the run directory:
 - every image file stored beside a manifest (its ``images/`` tree) has a row;
 - planned = done + failed + rejected + skipped: the ids in ``*.plan.json`` equal the ids of the
   rows of the manifests in that directory;
-- no temporary files left behind by a killed writer are visible as done (``*.tmp``).
+- no temporary file is visible as done: a row whose file is a ``*.tmp`` is a problem; a
+  ``*.tmp`` no row points at (left by a killed writer, or being written right now) is only a
+  *warning* (not counted as done, safe to delete once no stage runs), so a run that was killed
+  and resumed still passes.
+
+A :class:`Problem` with ``warning=True`` is printed but does not fail the audit.
 """
 
 from __future__ import annotations
@@ -27,9 +32,15 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 class Problem:
     path: str
     problem: str
+    warning: bool = False  # reported, but the audit still passes
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that fail an audit (warnings left out)."""
+    return [p for p in problems if not p.warning]
 
 
 def _read_rows(manifest: Path, problems: list[Problem]) -> list[dict]:
@@ -70,7 +81,9 @@ def audit_run(run_dir: str | Path, check_hashes: bool = True) -> tuple[list[Prob
         return [Problem(str(run_dir), "not a directory")], dict(counts)
 
     for tmp in sorted(run_dir.rglob("*.tmp")):
-        problems.append(Problem(str(tmp), "temporary file left by an interrupted write"))
+        counts["stale_tmp"] += 1
+        problems.append(Problem(str(tmp), "temporary file (an interrupted or running write); not counted "
+                                          "as done, safe to delete when no stage runs", warning=True))
 
     manifests = sorted(p for p in run_dir.rglob("*.jsonl") if _is_manifest(p))
     by_dir: dict[Path, list[dict]] = {}
@@ -92,6 +105,10 @@ def audit_run(run_dir: str | Path, check_hashes: bool = True) -> tuple[list[Prob
                 if run_dir not in p.parents:
                     problems.append(Problem(str(manifest), f"row {r.get('id')}: path {r['path']} escapes the run dir"))
                     continue
+            if p.name.endswith(".tmp"):
+                problems.append(Problem(str(p), f"row {r.get('id')} in {manifest.name} points at a "
+                                                "temporary file"))
+                continue
             if not p.is_file():
                 problems.append(Problem(str(p), f"file of row {r.get('id')} in {manifest.name} is missing"))
                 continue

@@ -55,24 +55,57 @@ def test_config_file_in_repo_loads():
     assert cfg.setups[:3] == ["real_only", "in_dist", "in_dist_near_ood"] and len(cfg.seeds) >= 3
 
 
+def _cfg(real, syn, far, setups, plots):
+    from synthmix.training.config import TrainConfig
+    from synthmix.training.contrastive import ContrastiveConfig
+    from synthmix.training.contrastive_setups import ThesisConfig
+
+    return ThesisConfig(manifest=real, synthetic_manifests=[syn], far_ood_manifest=far / "manifest.jsonl",
+                        setups=setups, seeds=[0, 1], knn_k=3, holdout_fraction=0.5, num_threads=1, plots=plots,
+                        contrastive=ContrastiveConfig(model="tiny_cnn", input_size=16, epochs=1, m_per_class=3,
+                                                      batches_per_epoch=2, probe_epochs=1, proj_dim=8,
+                                                      proj_hidden=8),
+                        ce_baseline=TrainConfig(epochs=1, batch_size=8, num_threads=1))
+
+
+def test_near_ood_setup_and_ce_run_evaluate_and_summarise(tmp_path):
+    from synthmix.core.io import read_json
+    from synthmix.evaluation.evaluate import load_run_model
+    from synthmix.evaluation.far_ood import build_far_ood
+    from synthmix.training.contrastive_setups import run_setups
+
+    real, syn = _dataset(tmp_path)
+    build_far_ood(tmp_path / "far", size=16, crops_per_image=2, images=("astronaut", "coffee", "camera"))
+    cfg = _cfg(real, syn, tmp_path / "far", ["in_dist_near_ood", "ce"], plots=False)
+    s = run_setups(cfg, tmp_path / "out")
+    assert list(s["setups"]) == ["in_dist_near_ood", "ce"]
+    assert s["counts"]["near_held"] > 0 and s["counts"]["near_train"] > 0
+    r3 = read_json(tmp_path / "out" / "in_dist_near_ood" / "seed-0" / "results.json")
+    assert r3["counts"] == {"real": s["counts"]["train"], "in_dist": s["counts"]["in_dist"],
+                            "near_ood_negatives": s["counts"]["near_train"]}
+    assert set(r3["ood"]) == {"mixed", "syn_near_ood", "far_ood"}
+    for m in r3["ood"]["far_ood"]["knn"].values():
+        assert -1e-9 <= m <= 1.0 + 1e-9
+    acc = s["setups"]["ce"]["accuracy"]
+    assert acc["n"] == 2 and acc["lo"] is not None and 0 <= acc["mean"] <= 1
+    assert (tmp_path / "out" / "summary.md").read_text().startswith("| setup")
+    model, run_cfg, classes = load_run_model(tmp_path / "out" / "in_dist_near_ood" / "seed-1")
+    assert classes == ["apple", "banana", "orange"] and run_cfg.train.model == "tiny_cnn"
+    again = run_setups(cfg, tmp_path / "out")  # finished runs are skipped, results unchanged
+    assert again["setups"]["ce"]["accuracy"]["values"] == acc["values"]
+
+
+@pytest.mark.slow
 def test_three_setups_and_ce_run_evaluate_and_summarise(tmp_path):
     from synthmix.core.io import read_json
     from synthmix.evaluation.evaluate import load_run_model
-    from synthmix.training.config import TrainConfig
-    from synthmix.training.contrastive import ContrastiveConfig
-    from synthmix.training.contrastive_setups import ThesisConfig, run_setups
+    from synthmix.evaluation.far_ood import build_far_ood
+    from synthmix.training.contrastive_setups import run_setups
 
     real, syn = _dataset(tmp_path)
     far = tmp_path / "far"
-    from synthmix.evaluation.far_ood import build_far_ood
-
     build_far_ood(far, size=16, crops_per_image=2, images=("astronaut", "coffee", "camera"))
-    cfg = ThesisConfig(manifest=real, synthetic_manifests=[syn], far_ood_manifest=far / "manifest.jsonl",
-                       setups=["real_only", "in_dist", "in_dist_near_ood", "ce"], seeds=[0, 1], knn_k=3,
-                       holdout_fraction=0.5, num_threads=1,
-                       contrastive=ContrastiveConfig(model="tiny_cnn", input_size=16, epochs=1, m_per_class=3,
-                                                     batches_per_epoch=2, probe_epochs=1, proj_dim=8, proj_hidden=8),
-                       ce_baseline=TrainConfig(epochs=1, batch_size=8, num_threads=1))
+    cfg = _cfg(real, syn, far, ["real_only", "in_dist", "in_dist_near_ood", "ce"], plots=True)
     s = run_setups(cfg, tmp_path / "out")
     assert list(s["setups"]) == ["real_only", "in_dist", "in_dist_near_ood", "ce"]
     assert s["counts"]["near_held"] > 0 and s["counts"]["near_train"] > 0

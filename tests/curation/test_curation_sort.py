@@ -145,3 +145,9 @@ def test_curate_cli_and_missing_val(trained, tmp_path):
 
     with pytest.raises(DataError, match="real validation"):
         curate_manifest(tmp_path / "noval.jsonl", run, tmp_path / "c2")
+    # a generator's manifest without real rows: real train/val come from the run's own manifest
+    syn_only = [r for r in read_manifest(manifest) if r["source"] != "real"]
+    write_manifest(tmp_path / "syn_only.jsonl", syn_only)
+    s = curate_manifest(tmp_path / "syn_only.jsonl", run, tmp_path / "c3")
+    out = {r["id"]: r for r in read_manifest(tmp_path / "c3" / "manifest.jsonl")}
+    assert len(out) == len(syn_only) and out["blank"]["role"] == "reject" and s["thresholds"]["n_val"] > 0

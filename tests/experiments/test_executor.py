@@ -78,6 +78,7 @@ def test_failure_is_recorded_blocks_dependents_only_and_is_retried(tmp_path):
     out = execute(tmp_path, [d, e])
     assert out[c.key] == "ran" and out[d.key] == "ran" and out[b.key] == "done"
     assert not (stage_dir(tmp_path, c.key) / FAILED).exists()
+    assert not (stage_dir(tmp_path, c.key) / "partial.txt").exists()  # a failed attempt's debris is cleared
     assert starts(tmp_path).count("c") == 2 and starts(tmp_path).count("b") == 1
 
 

@@ -149,6 +149,12 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_model, man
     assert sorted(ids) == sorted(r["id"] for r in planned)  # none missing, none twice
     files = sorted(p.name for p in (tmp_path / "out/images").rglob("*") if p.is_file())
     assert files == sorted(f"{i}.png" for i in ids)  # no temp files left behind
+    # the killed + resumed run (batches of 2) stored exactly the images of one uninterrupted run of 6
+    whole = GenerateConfig(manifest=manifest, out_dir=tmp_path / "whole", batch_size=6,
+                           generator=gen_cfg(tiny_model))
+    run_generate(whole)
+    sha = {r["id"]: r["sha256"] for r in read_manifest(tmp_path / "whole/manifest.jsonl")}
+    assert {r["id"]: r["sha256"] for r in rows} == sha
 
 
 def test_nan_images_are_marked_failed(tmp_path, tiny_model, manifest, monkeypatch):
@@ -247,3 +253,15 @@ def test_benchmark_runs_tiny():
     res = mod.main(["--tiny", "--steps", "2", "--batch", "2", "--images", "4", "--naive-images", "2"])
     assert res["tiny"] and res["naive_img_s"] > 0 and res["synthmix_img_s"] > 0
     assert 0 < res["unet_share_of_wall"] and res["unet_gflop_per_image_step"] > 0
+
+
+def test_call_kwargs_keeps_only_what_the_pipeline_takes(caplog):
+    from synthmix.generation.sd.pipeline import call_kwargs
+
+    class FluxLike:
+        def __call__(self, prompt, guidance_scale=3.5, generator=None):
+            return None
+
+    got = call_kwargs(FluxLike(), prompt=["a"], negative_prompt=["b"], guidance_scale=2.0, height=None)
+    assert got == {"prompt": ["a"], "guidance_scale": 2.0}
+    assert "negative_prompt" in caplog.text

@@ -110,3 +110,18 @@ def test_load_missing_outputs_names_file(tmp_path):
 
     with pytest.raises(DataError, match="val.features.npy"):
         load_outputs(tmp_path, "val")
+
+
+@pytest.mark.parametrize("n,d", [(50, 5), (20, 30)])
+def test_mahalanobis_equals_sklearn_ledoit_wolf_precision(n, d):
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(n)
+    f = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d)
+    y = rng.integers(0, 3, n)
+    det = MahalanobisDetector.fit(f, y)
+    lw = LedoitWolf(assume_centered=True).fit(f - det.means[y])
+    q = rng.normal(size=(7, d))
+    ref = -np.min(np.stack([np.einsum("nd,de,ne->n", q - m, lw.precision_, q - m) for m in det.means], 1), 1)
+    assert det.shrinkage == pytest.approx(lw.shrinkage_)
+    assert det.score(q) == pytest.approx(ref, rel=1e-8, abs=1e-8)

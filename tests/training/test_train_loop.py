@@ -18,7 +18,6 @@ from synthmix.training.loop import _LrFactor, _validate, fit
 def data(tmp_path_factory):
     """The conftest ImageFolder as tensors: train (24 images), test (9) at 32 px."""
     from conftest import make_imagefolder
-
     from synthmix.data.scan import scan_dataset
     from synthmix.data.tensors import label_tensor, load_tensor
 

@@ -16,7 +16,6 @@ TRAIN = {"model": "tiny_cnn", "input_size": 32, "epochs": 2, "batch_size": 8, "d
 
 def _synthetic_manifest(root: Path, per_class: int = 8) -> Path:
     from conftest import COLOURS, make_image
-
     from synthmix.data.manifest import new_row, write_manifest
 
     rows = []

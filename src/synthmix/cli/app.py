@@ -52,5 +52,6 @@ def main() -> None:
 
         from synthmix.core.log import console
 
-        console().print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        # soft_wrap: never break a long path across lines (rich wraps at 80 columns off a tty)
+        console().print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)

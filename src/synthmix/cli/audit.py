@@ -16,11 +16,15 @@ def audit(run_dir: Path = typer.Argument(..., help="A run directory (or any fold
     from synthmix.audit import audit_run
     from synthmix.core.log import console
 
+    from rich.markup import escape
+
     problems, counts = audit_run(run_dir, check_hashes=not no_hash)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    if problems:
-        for p in problems:
-            console().print(f"[red]✗[/] {p}", highlight=False, markup=True)
-        console().print(f"[bold red]{len(problems)} problem(s)[/] ({summary})")
+    for p in problems:
+        mark = "[yellow]![/] warning:" if p.warning else "[red]✗[/]"
+        console().print(f"{mark} {escape(str(p))}", highlight=False, markup=True, soft_wrap=True)
+    n_errors = sum(not p.warning for p in problems)
+    if n_errors:
+        console().print(f"[bold red]{n_errors} problem(s)[/] ({summary})")
         raise typer.Exit(1)
     console().print(f"[green]✓ audit passed[/] ({summary})")

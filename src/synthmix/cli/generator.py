@@ -26,14 +26,16 @@ def _floats(text: str) -> list[float]:
 def train(config: Path = typer.Argument(..., help="YAML TrainConfig (manifest, out_dir, steps, ...)"),
           steps: int = typer.Option(None, help="override the step budget"),
           max_minutes: float = typer.Option(None, help="override the wall-clock budget"),
-          out_dir: str = typer.Option(None, help="override out_dir")) -> None:
+          out_dir: str = typer.Option(None, help="override out_dir"),
+          manifest: str = typer.Option(None, help="override manifest")) -> None:
     """Train (or resume) the generator on the manifest's real train images; prints the checkpoint."""
     from synthmix.core.config import load_yaml, parse_config
     from synthmix.generation.embedded.config import TrainConfig
     from synthmix.generation.embedded.train import train_generator
 
     data = load_yaml(config) or {}
-    for k, v in (("steps", steps), ("max_minutes", max_minutes), ("out_dir", out_dir)):
+    for k, v in (("steps", steps), ("max_minutes", max_minutes), ("out_dir", out_dir),
+                 ("manifest", manifest)):
         if v is not None:
             data[k] = v
     cfg = parse_config(TrainConfig, data, source=str(config))

@@ -108,10 +108,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
             if i >= len(lines) - 2:  # the last line: a write cut short by a kill
                 continue
-            raise
+            from synthmix.core.errors import DataError
+
+            raise DataError(path, f"line {i + 1} is not valid JSON ({err.msg}); the file is damaged "
+                            "(edited by hand?)") from None
     return rows
 
 

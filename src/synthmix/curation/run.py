@@ -12,7 +12,8 @@ finished run (``evaluation.evaluate.load_run_model``: a CE run or a contrastive 
    ``curation_reason``) atomically, ``thresholds.json``, ``rejected.txt`` (kept on disk, listed,
    never deleted) and ``grid_<role>.png`` per role.
 
-A synthetic row's intended class is its ``label`` (for a near-OOD candidate that names no
+Real rows come from ``manifest``; when it holds none (a generator's own manifest), from the
+real manifest recorded in the run's config. A synthetic row's intended class is its ``label`` (for a near-OOD candidate that names no
 label, its ``parent_label``). A file that cannot be decoded is rejected with the decoder's message.
 """
 
@@ -79,10 +80,15 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     pre = run_cfg.preprocess.model_copy(update={"size": size})
     index = {c: i for i, c in enumerate(classes)}
     real = [r for r in rows if r.get("source") == "real" and r.get("label") in index]
+    real_manifest = manifest
+    if not real and run_cfg.manifest is not None:  # a manifest of generated rows only: use the run's data
+        real_manifest = Path(run_cfg.manifest)
+        real = [{**r, "path": str(resolve_path(real_manifest, r["path"]))} for r in read_manifest(real_manifest)
+                if r.get("source") == "real" and r.get("label") in index]
     train = [r for r in real if r.get("split") == "train"]
     val = [r for r in real if r.get("split") == "val"]
     if not train or not val:
-        raise DataError(manifest, f"curation needs real train and real val rows of the run's classes "
+        raise DataError(real_manifest, f"curation needs real train and real val rows of the run's classes "
                         f"{classes} (found {len(train)} train, {len(val)} val): thresholds are "
                         "calibrated on real validation images")
     syn_idx = [i for i, r in enumerate(rows) if r.get("source") != "real"]

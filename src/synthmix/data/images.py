@@ -94,6 +94,8 @@ def decode(path: str | Path, *, background: tuple[int, int, int] = WHITE,
         n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
         raise DataError(path, f"image has {n}, over Pillow's limit of {Image.MAX_IMAGE_PIXELS * 2:,} "
                         "(decompression-bomb guard; raise max_pixels if the file is trusted)") from None
+    except PermissionError as err:  # an OSError, but not a broken file
+        raise DataError(path, f"cannot read file: {err.strerror or err}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise DataError(path, f"cannot decode image (truncated or corrupt?): {err}") from None
     return Decoded(image=rgb, mode=mode, format=fmt, width=rgb.width, height=rgb.height,

@@ -118,7 +118,10 @@ def scan_dataset(root: str | Path, out_dir: str | Path | None = None, *,
 
     def work(item: _Item):
         try:
-            data = item.path.read_bytes()
+            try:
+                data = item.path.read_bytes()
+            except OSError as err:  # unreadable (permissions, I/O error, symlink loop): name it
+                raise DataError(item.path, f"cannot read file: {err.strerror or err}") from None
             dec = decode(item.path, background=background, max_pixels=max_pixels)  # type: ignore[arg-type]
             return item, data, dec, None
         except DataError as err:
@@ -243,11 +246,31 @@ def _collect_classes(split_dir: Path, split: str, report: ScanReport, skip: Sequ
                 report.ignored.append({"path": str(p), "reason": "hidden folder (never a class)"})
             continue
         found = 0
+        walked: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+            # A symlink loop (or two links to one folder) would be walked again and again (with two
+            # loops, exponentially): each real folder is walked once per class.
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in walked:
+                report.ignored.append({"path": dirpath, "reason": "folder already scanned (symlink loop "
+                                                                  "or a second link to it)"})
+                dirnames[:] = []
+                continue
+            walked.add((st.st_dev, st.st_ino))
+            real = os.path.realpath(dirpath)
+            keep = []
             for d in sorted(dirnames):
+                target = os.path.realpath(os.path.join(dirpath, d))
                 if _hidden(d):
                     report.ignored.append({"path": str(Path(dirpath) / d), "reason": "hidden folder"})
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+                elif real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+                    # a link to a folder that contains it (e.g. ``up -> ..``): following it would
+                    # also pull other classes' images in under this class's label
+                    report.ignored.append({"path": str(Path(dirpath) / d),
+                                           "reason": "symlink loop (links to a folder containing it); not followed"})
+                else:
+                    keep.append(d)
+            dirnames[:] = keep
             for f in sorted(filenames):
                 fp = Path(dirpath) / f
                 if is_image_file(fp) and not f.startswith("."):

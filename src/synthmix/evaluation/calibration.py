@@ -17,7 +17,7 @@ def expected_calibration_error(probs, y, n_bins: int = 15) -> float:
     bins = reliability_bins(probs, y, n_bins)
     n = sum(bins["count"])
     return float(sum(c / n * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"],
-                                                            bins["confidence"]) if c))
+                                                            bins["confidence"], strict=True) if c))
 
 
 def reliability_bins(probs, y, n_bins: int = 15) -> dict[str, list[float]]:

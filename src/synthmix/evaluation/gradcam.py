@@ -67,7 +67,7 @@ def gradcam_figure(model, x_uint8, y, pred, classes: Sequence[str], path: str | 
     fig, _ = figure((2.0 * cols, 2.2 * rows))
     fig.clf()  # panels are added one by one below
     panels = []
-    for j, ((i, correct), m) in enumerate(zip(picks, maps)):
+    for j, ((i, correct), m) in enumerate(zip(picks, maps, strict=True)):
         ax = fig.add_subplot(rows, cols, j + 1)
         ax.imshow(show_cam_on_image(rgb[j], m, use_rgb=True, image_weight=0.55))
         ax.set_title(f"{classes[int(y[i])]}→{classes[int(pred[i])]}", fontsize=8,

@@ -50,6 +50,7 @@ class GeneratorSection(StrictModel):
                                          "from the user's images (embedded): budget, resolution, model")
     generate: dict[str, Any] = Field(default_factory=dict, description="the backend's generation "
                                      "settings: steps, guidance, strengths, images per class / image")
+    batch_size: int = Field(8, ge=1, description="rows per render call (synthmix.generation.jobs)")
 
 
 class CurationSection(StrictModel):

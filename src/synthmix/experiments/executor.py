@@ -147,9 +147,12 @@ def run_stage(run_dir: Path, stage: Stage) -> str:
     try:
         if (d / DONE).exists():  # finished by another process between our check and the lock
             return "done"
+        if (d / FAILED).exists():
+            # A failed attempt's outputs may be inconsistent: retry from scratch. (A *killed* attempt
+            # leaves no failed.json: its outputs are kept, so the stage resumes from its checkpoints.)
+            _clear(d)
         atomic_write_json(d / CONFIG, {"kind": stage.kind, "label": stage.label, "config": stage.config,
                                        "deps": {n: s.key for n, s in stage.deps.items()}})
-        (d / FAILED).unlink(missing_ok=True)
         _log(run_dir, "start", stage)
         t0 = time.time()
         try:
@@ -169,6 +172,18 @@ def run_stage(run_dir: Path, stage: Stage) -> str:
         return "ran"
     finally:
         (d / LOCK).unlink(missing_ok=True)
+
+
+def _clear(d: Path) -> None:
+    import shutil
+
+    for p in d.iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def execute(run_dir: str | Path, leaves: Sequence[Stage],

@@ -108,7 +108,7 @@ def run_generator_train(ctx: StageContext) -> dict[str, Any]:
 
 def generate_config(cfg: StudyConfig, name: str) -> dict[str, Any]:
     g = cfg.generators[name]
-    return {"type": g.type, "generate": g.generate,
+    return {"type": g.type, "generate": g.generate, "batch_size": g.batch_size,
             "exclude_classes": [cfg.dataset.near_ood_class] if cfg.dataset.near_ood_class else []}
 
 
@@ -136,10 +136,8 @@ def run_generate_stage(ctx: StageContext) -> dict[str, Any]:
     """``synthmix.generation.jobs.run_generate`` into ``out_dir`` (resumable per image)."""
     from synthmix.generation.jobs import GenerateConfig, run_generate
 
-    settings = _generator_settings(ctx)
-    batch = settings.get("batch_size", 8)
-    gcfg = GenerateConfig(manifest=dep_manifest(ctx, "scan"), out_dir=ctx.out_dir, generator=settings,
-                          batch_size=batch)
+    gcfg = GenerateConfig(manifest=dep_manifest(ctx, "scan"), out_dir=ctx.out_dir,
+                          generator=_generator_settings(ctx), batch_size=ctx.config["batch_size"])
     counts = run_generate(gcfg)
     if counts["ok"] + counts["skipped"] == 0:
         raise SynthmixError(f"generation made no usable image ({counts})")
@@ -257,7 +255,8 @@ def run_train_supcon(ctx: StageContext) -> dict[str, Any]:
     setup = ("in_dist_near_ood" if c["near_ood_negatives"] else
              "in_dist" if "synthetic" in ctx.deps else "real_only")
     t = c["train"]
-    contrastive = {**c["contrastive"], "model": t["model"], "model_kwargs": t["model_kwargs"],
+    contrastive = {**c["contrastive"], "model": t["model"],
+                   "model_kwargs": {**t["model_kwargs"], **c["contrastive"].get("model_kwargs", {})},
                    "input_size": t["input_size"], "seed": t["seed"], "device": _concrete_device()}
     tcfg = parse_config(ThesisConfig, {
         "manifest": str(dep_manifest(ctx, "scan")),

@@ -81,6 +81,10 @@ class ImageWriter:
 
         problem = image_problem(image)
         rel = Path(os.path.relpath(self.out_dir, self.root)) / str(planned["label"]) / f"{planned['id']}.png"
+        # A process killed mid-write of this id left its temporary file; only the process that
+        # owns this id (ids are sharded) ever writes it, so removing the leftover is safe.
+        for stale in (self.root / rel).parent.glob(f".{rel.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         row = new_row(**{**planned, "path": rel.as_posix()})
         if problem:
             row.update(status="failed", path=None, scores={**(row.get("scores") or {}), "failure": problem})

@@ -19,7 +19,8 @@ from synthmix.reporting.tables import answer_table, headline_sentence, metric_ti
 REPORT_NAME = "report.html"
 # Figure kinds by file-name keyword, in report order.
 FIGURE_KINDS = (("curves", ("roc", "pr_curve", "pr")), ("confusion", ("confusion",)),
-                ("gradcam", ("gradcam", "grad_cam", "cam")), ("ood", ("hist", "ood", "score")))
+                ("gradcam", ("gradcam", "grad_cam", "cam")), ("ood", ("hist", "ood", "score")),
+                ("calibration", ("calibration", "reliability")))
 
 
 def data_uri(png: bytes) -> str:

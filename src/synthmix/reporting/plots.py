@@ -83,8 +83,11 @@ def image_grid(groups: Sequence[tuple[str, Sequence[Path]]], cell: int = 64, per
             try:
                 with Image.open(p) as im:
                     im = im.convert("RGB")
-                    im.thumbnail((cell, cell))
-                    a = np.asarray(im)
+                    # fit the cell both ways: 16-32 px synthetic images are enlarged (nearest: no blur
+                    # that would flatter them), large photos are shrunk
+                    scale = cell / max(im.size)
+                    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                    a = np.asarray(im.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS))
             except OSError:
                 continue
             y0, x0 = (cell - a.shape[0]) // 2, i * (cell + 2) + (cell - a.shape[1]) // 2

@@ -16,7 +16,7 @@ YAML form (all fields optional, defaults shown where it matters)::
     step_epochs: 10           # step schedule: lr *= step_gamma every step_epochs
     step_gamma: 0.1
     label_smoothing: 0.0
-    early_stopping_patience: null   # epochs without val improvement before stopping
+    early_stopping_patience: null   # validations without improvement before stopping
     early_stopping_metric: val_loss # val_loss | val_acc (best weights are kept either way)
     augment: {hflip: 0.5}     # synthmix.data.augment.AugmentConfig
     normalization: imagenet   # imagenet | none

@@ -56,6 +56,7 @@ class ThesisConfig(StrictModel):
     knn_k: int = Field(10, ge=1)
     headline_detector: Literal["msp", "energy", "knn", "mahalanobis"] = "knn"
     num_threads: int | None = Field(None, ge=1)
+    plots: bool = Field(True, description="test-set curves and OOD score histograms (PNG)")
 
 
 def _split_rows(cfg: ThesisConfig) -> dict[str, Any]:
@@ -119,10 +120,15 @@ def _evaluate(model, sets: dict[str, Any], classes: list[str], run_dir: Path, cf
     f_tr, _ = extract(model, x_tr, norm)
     det = FittedDetectors.fit(f_tr, y_tr.numpy(), k=cfg.knn_k)  # TRAIN features only
     x_te, y_te = sets["test"]
-    test = evaluate_model(model, x_te, y_te.numpy(), classes, run_dir / "eval", name="test", gradcam=False,
-                          normalization=norm)
     out_dir = run_dir / "eval"
+    if cfg.plots:
+        test = evaluate_model(model, x_te, y_te.numpy(), classes, out_dir, name="test", gradcam=False,
+                              normalization=norm)
+    else:  # cache features/logits only (no ROC/PR/confusion PNGs): accuracy from the logits
+        evaluate_model(model, x_te, None, classes, out_dir, name="test", gradcam=False, normalization=norm)
     te = np.load(out_dir / "test" / "features.npy"), np.load(out_dir / "test" / "logits.npy")
+    if not cfg.plots:
+        test = {"accuracy": float((te[1].argmax(1) == y_te.numpy()).mean()), "n": len(y_te)}
     id_scores = det.score(*te)
     ood: dict[str, Any] = {}
     hist: dict[str, dict[str, Any]] = {d: {"test (ID)": id_scores[d]} for d in DETECTORS}
@@ -135,7 +141,8 @@ def _evaluate(model, sets: dict[str, Any], classes: list[str], run_dir: Path, cf
         ood[name] = {"n": len(x), **{d: ood_metrics(id_scores[d], s[d]) for d in DETECTORS}}
         for d in DETECTORS:
             hist[d][name] = s[d]
-    plot_score_histograms(hist, run_dir / "ood_scores.png", title=run_dir.parent.name + "/" + run_dir.name)
+    if cfg.plots:
+        plot_score_histograms(hist, run_dir / "ood_scores.png", title=run_dir.parent.name + "/" + run_dir.name)
     return {"accuracy": test["accuracy"], "n_test": test["n"], "ood": ood}
 
 

@@ -105,6 +105,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         perm_gen.set_state(ck["rng"]["perm"])
         aug_gen.set_state(ck["rng"]["augment"])
         torch.set_rng_state(ck["rng"]["torch"])
+        if "cuda" in ck["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ck["rng"]["cuda"])
         history = list(ck["history"])
         best = {"metric": ck["best"]["metric"], "epoch": ck["best"]["epoch"],
                 "state": ck["best"]["state"], "bad": ck["best"]["bad"]}
@@ -158,8 +160,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history,
-                    "rng": {"perm": perm_gen.get_state(), "augment": aug_gen.get_state(),
-                            "torch": torch.get_rng_state()},
+                    "rng": _rng_states(perm_gen, aug_gen),
                     "best": best,
                 })
             if bar is not None:
@@ -179,6 +180,16 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     return FitResult(history=history, best_epoch=best["epoch"], best_metric=best["metric"],
                      epochs_run=len(history), stopped_early=stopped, resumed_from_epoch=resumed,
                      train_seconds=train_time, images_per_second=seen / train_time if train_time else 0.0)
+
+
+def _rng_states(perm_gen, aug_gen) -> dict[str, Any]:
+    """Every RNG the loop draws from, as uint8 tensors (loadable with weights_only=True)."""
+    import torch
+
+    states = {"perm": perm_gen.get_state(), "augment": aug_gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
 def _check_data(pair, name: str):

@@ -131,11 +131,8 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     report["synthetic_only_real_test"] = accuracy_report(predict(syn_clf, xte)[0], yte, classes)
 
     # img2img strength sweep over the real train images (the only allowed parents).
-    parents = train
-    if parents_per_class:
-        parents = [r for c in classes for r in sorted(train, key=lambda r: r["id"])
-                   if r["label"] == c][: parents_per_class * len(classes)]
-        parents = [r for c in classes for r in [p for p in parents if p["label"] == c][:parents_per_class]]
+    by_id = sorted(train, key=lambda r: r["id"])
+    parents = [r for c in classes for r in [p for p in by_id if p["label"] == c][:parents_per_class]]
     xp = load_tensor(parents, manifest, res)
     yp = label_tensor(parents, classes)
     _, fp = predict(real_clf, xp)
@@ -164,16 +161,16 @@ def pick_strengths(sweep: Sequence[dict[str, Any]], min_change_in_dist: float = 
     in_dist: the largest strength whose images still carry their class (fidelity ≥
     ``min_fidelity_in_dist``) but visibly differ from the parent (mean change ≥
     ``min_change_in_dist``), falling back to the largest strength with that fidelity;
-    near_ood: the smallest strength above it whose fidelity has dropped by at least half of the
-    way from the in-dist fidelity to chance.
+    near_ood: the smallest strength above it whose fidelity has fallen at least half-way from the
+    in-dist fidelity to the lowest fidelity of the sweep (the largest strength if none falls).
     """
     rows = sorted(sweep, key=lambda r: r["strength"])
-    chance = 1.0 / max(1, len(rows[0]["per_class"])) if rows else 0.0
+    if not rows:
+        return {"in_dist": None, "near_ood": None}
     ok = [r for r in rows if r["accuracy"] >= min_fidelity_in_dist]
     visible = [r for r in ok if r["mean_abs_change"] >= min_change_in_dist]
-    pick = (visible or ok or rows[:1])[-1] if rows else None
-    if pick is None:
-        return {"in_dist": None, "near_ood": None}
-    target = pick["accuracy"] - 0.5 * (pick["accuracy"] - chance)
+    pick = (visible or ok or rows[:1])[-1]
+    floor = min(r["accuracy"] for r in rows)
+    target = pick["accuracy"] - 0.5 * (pick["accuracy"] - floor)
     near = [r for r in rows if r["strength"] > pick["strength"] and r["accuracy"] <= target]
     return {"in_dist": pick["strength"], "near_ood": near[0]["strength"] if near else rows[-1]["strength"]}

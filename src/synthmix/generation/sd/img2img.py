@@ -7,7 +7,6 @@ class, with resumable checkpoints under ``<out_dir>/textual_inversion/``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from synthmix.generation.sd.config import role_for_strength
 from synthmix.generation.sd.prompts import class_name, class_prompt, placeholder_token
 from synthmix.generation.sd.text2img import content_hash
 from synthmix.generation.sd.textual_inversion import ti_filename
-
-log = logging.getLogger(__name__)
 
 NAME = "dafusion"
 TI_DIR = "textual_inversion"
@@ -103,6 +100,7 @@ class DAFusionGenerator:
 
     def learn_tokens(self) -> dict[str, Any]:
         """Textual inversion for every class of the parents (resumes / loads finished ones)."""
+        from synthmix.core.log import console
         from synthmix.data.images import load_rgb
         from synthmix.generation.sd.textual_inversion import check_supported, fingerprint, train_token
 
@@ -117,10 +115,14 @@ class DAFusionGenerator:
             init = ti.initializer or class_name(label, self.cfg.prompts.names)
             fp = fingerprint(self.cfg.model, self.revision, ti, token, init, [pid for pid, _ in items])
             images = [load_rgb(p) for _, p in items]
+            if not (self.out_dir / TI_DIR / ti_filename(token)).exists():
+                console().print(f"textual inversion {token}: {len(images)} images, {ti.steps} steps ...",
+                                highlight=False)
             res = train_token(self.pipe, images, token, init, ti, self.out_dir / TI_DIR, self.device, fp)
             if res.losses:
-                log.info("%s: textual inversion steps %d-%d, last loss %.4f", token, res.start_step,
-                         ti.steps, res.losses[-1])
+                console().print(f"textual inversion {token}: steps {res.start_step}-{ti.steps} done, "
+                                f"mean loss of the last 10 {sum(res.losses[-10:]) / len(res.losses[-10:]):.4f}",
+                                highlight=False)
             self.ti_results[label] = res
         return self.ti_results
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmix.core.errors import ConfigError
+from synthmix.core.errors import ConfigError, TrainingError
 from synthmix.core.hashing import config_hash
 from synthmix.core.io import atomic_path
 from synthmix.core.seeding import derive_seed, torch_generator
@@ -145,7 +145,7 @@ def _load_state(path: Path, fp: str):
         if meta.get("fingerprint") != fp:
             raise ConfigError(f"{path}: textual-inversion checkpoint made with other settings, images or "
                               "model; use a new out_dir or delete this file to retrain")
-        return int(meta["step"]), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        return int(meta["step"]), {k: f.get_tensor(k) for k in f.keys()}
 
 
 def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | Path, device: str,
@@ -219,7 +219,8 @@ def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | P
             target = noise if prediction == "epsilon" else noise_sched.get_velocity(latents, noise, t)
             loss = F.mse_loss(pred.float(), target.float())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"textual inversion of {token}: loss is {loss.item()} at step {step}")
+                raise TrainingError(f"textual inversion of {token}: loss is {loss.item()} at step {step} "
+                                    "(try a lower learning_rate or dtype float32)")
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

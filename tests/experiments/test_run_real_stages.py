@@ -1,0 +1,43 @@
+"""run_study with the real stages on a tiny folder: metrics of the test split, an extra
+cross-dataset folder, an extra OOD folder and the near-OOD class; status and aggregation."""
+
+from __future__ import annotations
+
+import pytest
+from study_helpers import study_dict, tiny_dataset
+
+from conftest import make_imagefolder
+from synthmix.core.io import read_json
+from synthmix.experiments.config import parse_study
+from synthmix.experiments.runner import run_study
+from synthmix.experiments.status import study_status
+
+
+@pytest.mark.slow
+def test_real_run_with_extra_folders(tmp_path):
+    data = tiny_dataset(tmp_path / "data", per_class=5, test_per_class=2)
+    cross = make_imagefolder(tmp_path / "cross", per_class={"apple": 2, "orange": 2, "kiwi": 1}, splits=("test",),
+                             test_per_class=2, size=(30, 30)) / "test"
+    ood = make_imagefolder(tmp_path / "ood", per_class={"stone": 3}, splits=("test",), test_per_class=3) / "test"
+    d = study_dict(data, seeds=[0])
+    d["evaluation"].update(extra=[{"name": "cross", "path": str(cross)},
+                                  {"name": "stones", "path": str(ood), "ood": True}],
+                           detectors=["msp", "energy"], primary_detector="energy")
+    summary = run_study(parse_study(d), tmp_path / "run", verbose=False, threads=1)
+    assert summary["run"]["failed"] == 0 and summary["run"]["blocked"] == 0
+    cell = summary["cells"][0]
+    m = cell["metrics"]
+    for key in ("test/accuracy", "test/macro_f1", "cross/accuracy", "ood/near_ood/energy/auroc",
+                "ood/near_ood/msp/fpr95", "ood/stones/energy/auroc"):
+        assert key in m and 0.0 <= m[key] <= 1.0, key
+    assert "ood/far_ood/energy/auroc" not in m and not any("knn" in k for k in m)
+    # the test accuracy is the training run's own evaluation of the test split
+    run_eval = read_json(tmp_path / "run" / "stages" / cell["train"] / "run" / "eval" / "test" / "metrics.json")
+    assert m["test/accuracy"] == run_eval["accuracy"]
+    mapping = read_json(tmp_path / "run" / "stages" / cell["evaluate"] / "eval" / "cross" / "mapping.json")
+    assert mapping["extra"] == ["kiwi"]
+    assert summary["headline"][:2] == ["test/accuracy", "test/macro_f1"]
+    assert "cross/accuracy" in summary["headline"] and "ood/stones/energy/auroc" in summary["headline"]
+    assert study_status(tmp_path / "run")["counts"]["done"] == 1
+    again = run_study(parse_study(d), tmp_path / "run", verbose=False)
+    assert again["run"]["ran"] == 0 and again["cells"][0]["metrics"] == m

@@ -1,0 +1,32 @@
+"""Fidelity helpers: accuracy tables and the strength choice from a measured sweep."""
+
+from __future__ import annotations
+
+import torch
+
+
+def test_accuracy_report_per_class():
+    from synthmix.generation.embedded.fidelity import accuracy_report
+
+    pred = torch.tensor([0, 0, 1, 2, 2, 2])
+    y = torch.tensor([0, 1, 1, 2, 2, 0])
+    rep = accuracy_report(pred, y, ["a", "b", "c"])
+    assert rep == {"accuracy": round(4 / 6, 4), "per_class": {"a": 0.5, "b": 0.5, "c": 1.0}, "n": 6}
+
+
+def _row(s, acc, change):
+    return {"strength": s, "accuracy": acc, "mean_abs_change": change, "per_class": {"a": acc, "b": acc}}
+
+
+def test_pick_strengths_uses_the_measured_sweep():
+    from synthmix.generation.embedded.fidelity import pick_strengths
+
+    sweep = [_row(0.2, 1.0, 0.03), _row(0.4, 0.99, 0.06), _row(0.6, 0.97, 0.10),
+             _row(0.8, 0.80, 0.18), _row(0.9, 0.70, 0.22), _row(1.0, 0.65, 0.25)]
+    # in-dist: largest strength with fidelity >= 0.95 and a visible change; near-OOD: first
+    # strength past it whose fidelity fell half-way (0.97 -> 0.81) to the sweep's lowest (0.65)
+    assert pick_strengths(sweep) == {"in_dist": 0.6, "near_ood": 0.8}
+    # no strength changes the image visibly: the largest faithful one
+    assert pick_strengths(sweep, min_change_in_dist=0.5) == {"in_dist": 0.6, "near_ood": 0.8}
+    assert pick_strengths(sweep, min_fidelity_in_dist=0.995) == {"in_dist": 0.2, "near_ood": 0.8}
+    assert pick_strengths([]) == {"in_dist": None, "near_ood": None}
