@@ -54,10 +54,12 @@ def main() -> None:
 
     target = 120.0 if args.quick else 600.0
     per_kind: dict[str, float] = defaultdict(float)
+    cpu_kind: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     for done in (out / "stages").glob("*/done.json"):
         d = json.loads(done.read_text())
         per_kind[d["kind"]] += d["seconds"]
+        cpu_kind[d["kind"]] += d.get("cpu_seconds", 0.0)
         count[d["kind"]] += 1
     print(f"command: {' '.join(['synthmix', *cmd[3:]])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
@@ -67,9 +69,9 @@ def main() -> None:
     print(f"CPU time of the demo process: {cpu:.0f} s = {cpu / 60:.1f} min = {cpu / target:.2f} x the target "
           f"({cpu / wall:.0%} of one core on average during the run)")
     staged = sum(per_kind.values())
-    print(f"{'stage kind':<12} {'n':>3} {'seconds':>8} {'share':>6}")
+    print(f"{'stage kind':<12} {'n':>3} {'wall s':>8} {'share':>6} {'CPU s':>8}")
     for k, s in sorted(per_kind.items(), key=lambda kv: -kv[1]):
-        print(f"{k:<12} {count[k]:>3} {s:>8.1f} {s / wall:>6.1%}")
+        print(f"{k:<12} {count[k]:>3} {s:>8.1f} {s / wall:>6.1%} {cpu_kind[k]:>8.1f}")
     print(f"{'(startup, aggregation, report)':<24} {wall - staged:>8.1f} {(wall - staged) / wall:>6.1%}")
 
     summary = json.loads((out / "results" / "summary.json").read_text())

@@ -855,28 +855,53 @@ def _(tmp):
     assert audit_run(out)[0] == []
 
 
-@case("rt-disk-full-manifest", "runtime", "disk full while appending a manifest row (fsync raises ENOSPC)",
-      "error: OSError `No space left on device`; earlier rows intact; the image written without its "
-      "row is not counted as done, and the re-run writes it again")
+@case("rt-disk-full-manifest", "runtime", "disk full while appending the 4th manifest row (the write "
+      "stops after 20 bytes with ENOSPC)",
+      "error: OSError `No space left on device`; rows 1-3 intact, the torn line is ignored on read "
+      "(audit names it), the image without a row is not counted as done; the re-run cuts the torn "
+      "line and finishes")
 def _(tmp):
-    from synthmix.audit import audit_run
+    import builtins
 
-    out, planned, go = _gen_run(tmp, 6)
-    real_fsync, calls = os.fsync, []
-
-    def fsync(fd):
-        calls.append(fd)
-        if len(calls) == 9:  # several images in: image fsync, row fsync, ...
-            enospc()
-        return real_fsync(fd)
-
-    with mock.patch("os.fsync", fsync), raises(OSError, "No space left on device"):
-        go()
+    from synthmix.audit import audit_run, errors
     from synthmix.core.io import read_jsonl
 
-    n_rows = len(read_jsonl(out / "manifest.jsonl"))
-    assert 0 < n_rows < 6
-    go()
+    out, planned, go = _gen_run(tmp, 6)
+    real_open, appends = builtins.open, []
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, text):
+            self.fh.write(text[:20])
+            self.fh.flush()
+            enospc()
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return self.fh.__exit__(*a)
+
+    def fake_open(f, mode="r", *a, **k):
+        fh = real_open(f, mode, *a, **k)
+        if str(f).endswith("manifest.jsonl") and "a" in mode:
+            appends.append(f)
+            if len(appends) == 4:
+                return FullDisk(fh)
+        return fh
+
+    with mock.patch("builtins.open", fake_open), raises(OSError, "No space left on device"):
+        go()
+    assert [r["id"] for r in read_jsonl(out / "manifest.jsonl")] == [r["id"] for r in planned[:3]]
+    problems = [str(p) for p in errors(audit_run(out)[0])]
+    assert any("last line is incomplete" in p for p in problems)
+    assert any("has no manifest row" in p for p in problems)  # image 4 was stored, its row was not
+    assert go() == {"planned": 6, "skipped": 3, "ok": 3, "failed": 0}
     assert len(read_jsonl(out / "manifest.jsonl")) == 6 and audit_run(out)[0] == []
 
 

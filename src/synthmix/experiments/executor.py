@@ -154,7 +154,7 @@ def run_stage(run_dir: Path, stage: Stage) -> str:
         atomic_write_json(d / CONFIG, {"kind": stage.kind, "label": stage.label, "config": stage.config,
                                        "deps": {n: s.key for n, s in stage.deps.items()}})
         _log(run_dir, "start", stage)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         try:
             ctx = StageContext(out_dir=d, config=stage.config, run_dir=run_dir,
                                deps={n: stage_dir(run_dir, s.key) for n, s in stage.deps.items()})
@@ -166,7 +166,8 @@ def run_stage(run_dir: Path, stage: Stage) -> str:
             _log(run_dir, "failed", stage, message=message)
             return "failed"
         atomic_write_json(d / DONE, {"key": stage.key, "kind": stage.kind, "label": stage.label,
-                                     "seconds": round(time.time() - t0, 3), "finished": time.time(),
+                                     "seconds": round(time.time() - t0, 3),
+                                     "cpu_seconds": round(time.process_time() - c0, 3), "finished": time.time(),
                                      "summary": summary})
         _log(run_dir, "done", stage, seconds=round(time.time() - t0, 3))
         return "ran"
