@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the config's step budget")
     ap.add_argument("--checkpoint", type=Path, default=None, help="measure this model instead of training")
     ap.add_argument("--per-class", type=int, default=100)
+    ap.add_argument("--parents-per-class", type=int, default=None, help="img2img sweep parents (default all)")
+    ap.add_argument("--grid-n", type=int, default=8, help="images per grid row")
     ap.add_argument("--strengths", default="0.2,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--sampling-steps", type=int, default=25)
@@ -52,13 +54,14 @@ def main() -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     rep = measure_fidelity(str(ckpt), str(manifest), per_class=args.per_class,
                            strengths=[float(s) for s in args.strengths.split(",")], guidance=args.guidance,
-                           steps=args.sampling_steps, sampler=args.sampler)
+                           steps=args.sampling_steps, sampler=args.sampler,
+                           parents_per_class=args.parents_per_class)
     rep["train_wall_s"] = round(state["elapsed_s"], 1)
     rep["train_cpu_s"] = round(state.get("cpu_s", float("nan")), 1)
     rep["chosen_strengths"] = pick_strengths(rep["strength_sweep"])
     atomic_write_json(args.out / "report.json", rep)
     print_report(rep)
-    grid = comparison_grid(ckpt, manifest, args.out / "grid.png", n=8, guidance=args.guidance,
+    grid = comparison_grid(ckpt, manifest, args.out / "grid.png", n=args.grid_n, guidance=args.guidance,
                            steps=args.sampling_steps, sampler=args.sampler,
                            strengths=[0.3, rep["chosen_strengths"]["in_dist"] or 0.5,
                                       rep["chosen_strengths"]["near_ood"] or 0.8, 1.0])

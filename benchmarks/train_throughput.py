@@ -111,7 +111,7 @@ def main() -> None:
     s_ips = s["images"] / s["seconds"]
     s_ips_all = s["images"] / (s["seconds"] + s["decode_seconds"])
     n_ips = nv["images"] / nv["seconds"]
-    cmd = "  ".join(["" if i == 0 else x for i, x in enumerate(sys.argv)]).strip()
+    cmd = " ".join(sys.argv[1:])
     lines = [
         f"model {a.model}, {a.size} px, batch {a.batch}, {a.epochs} epochs of {s['n_train']} train images, "
         f"AdamW, random resized crop (0.6-1) + hflip; torch threads {torch.get_num_threads()}, "

@@ -8,6 +8,9 @@ Checks, for each ``*.jsonl`` manifest found under the run directory:
 - every image file stored beside a manifest (its ``images/`` tree) has a row;
 - planned = done + failed + rejected + skipped: the ids in ``*.plan.json`` equal the ids of the
   rows of the manifests in that directory;
+- results, checkpoints and arrays beside the manifests are complete: every ``*.json`` parses,
+  every ``*.pt`` / ``*.pth`` is a complete torch zip archive (CRCs checked unless ``--no-hash``),
+  every ``*.npy`` and ``*.safetensors`` holds as many bytes as its header says;
 - no temporary file is visible as done: a row whose file is a ``*.tmp`` is a problem; a
   ``*.tmp`` no row points at (left by a killed writer, or being written right now) is only a
   *warning* (not counted as done, safe to delete once no stage runs), so a run that was killed
@@ -127,7 +130,10 @@ def audit_run(run_dir: str | Path, check_hashes: bool = True) -> tuple[list[Prob
                     problems.append(Problem(str(f), "image file has no manifest row"))
         planned: set[str] = set()
         for plan in directory.glob("*.plan.json"):
-            planned |= set(json.loads(plan.read_text())["ids"])
+            try:
+                planned |= set(json.loads(plan.read_text())["ids"])
+            except (ValueError, KeyError, TypeError):
+                continue  # reported by the artifact check below
         if planned:
             ids = {r.get("id") for r in rows}
             counts["planned"] += len(planned)
@@ -138,4 +144,85 @@ def audit_run(run_dir: str | Path, check_hashes: bool = True) -> tuple[list[Prob
             if extra:
                 problems.append(Problem(str(directory), f"{len(extra)} rows were never planned "
                                                         f"(e.g. {sorted(extra)[0]})"))
+
+    for f in sorted(run_dir.rglob("*")):
+        check = _ARTIFACT_CHECKS.get(f.suffix.lower())
+        if check is None or not f.is_file() or f.name.endswith(".tmp"):
+            continue
+        counts["artifacts_checked"] += 1
+        why = check(f, check_hashes)
+        if why:
+            problems.append(Problem(str(f), why))
     return problems, dict(counts)
+
+
+# -- artifacts without a manifest row: results, checkpoints, arrays --------------------------------
+# Each check returns why the file is damaged (truncated, cut short) or None. Written atomically,
+# these files are never partial unless something outside synthmix damaged them.
+
+def _check_json(path: Path, deep: bool) -> str | None:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"not valid JSON (truncated or damaged?): {err}"
+    return None
+
+
+def _check_torch_zip(path: Path, deep: bool) -> str | None:
+    """torch.save writes a zip archive: a cut file loses its central directory; CRCs catch the rest."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return "not a complete torch checkpoint (zip archive truncated or damaged?)"
+    if deep:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            return f"checkpoint archive is damaged: {err}"
+        if bad is not None:
+            return f"checkpoint archive is damaged (CRC mismatch in {bad})"
+    return None
+
+
+def _check_npy(path: Path, deep: bool) -> str | None:
+    import numpy as np
+
+    try:
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            major, _ = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, _fortran, dtype = read_header(fh)
+            header = fh.tell()
+    except (ValueError, OSError, EOFError) as err:
+        return f"not a readable .npy array (truncated or damaged?): {err}"
+    if dtype.hasobject:
+        return ".npy holds Python objects (loading it would need pickle)"
+    need = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != need:
+        return f".npy array of shape {tuple(shape)} needs {need} bytes, the file has {size} (truncated?)"
+    return None
+
+
+def _check_safetensors(path: Path, deep: bool) -> str | None:
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n)) if n <= size - 8 else None
+    except (struct.error, ValueError, UnicodeDecodeError) as err:
+        return f"not a readable safetensors file: {err}"
+    if header is None:
+        return "safetensors header is cut short (truncated?)"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        return f"safetensors data needs {8 + n + end} bytes, the file has {size} (truncated?)"
+    return None
+
+
+_ARTIFACT_CHECKS = {".json": _check_json, ".pt": _check_torch_zip, ".pth": _check_torch_zip,
+                    ".npy": _check_npy, ".safetensors": _check_safetensors}

@@ -15,7 +15,6 @@ from synthmix.core.errors import ConfigError
 def trained(tmp_path_factory):
     """(checkpoint path, manifest path) of a tiny model trained 4 steps."""
     from conftest import make_imagefolder
-
     from synthmix.generation.embedded.train import train_generator
 
     root = tmp_path_factory.mktemp("emb")
@@ -49,8 +48,11 @@ def test_images_depend_on_seed_not_on_batch_size(trained):
     again = _u8(gen.render(list(reversed(planned))))[::-1]
     for a, b, c in zip(together, one_by_one, again, strict=True):
         assert a.shape == (16, 16, 3) and a.dtype == np.uint8
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
+        # Same seed -> same image. Batched convolutions round differently in the last float bits,
+        # which can flip a rare pixel by one uint8 level; anything more is a real dependence.
+        for other in (b, c):
+            diff = np.abs(a.astype(int) - other.astype(int))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     assert len({r["seed"] for r in planned}) == len(planned)
     assert not np.array_equal(together[0], together[1])  # different seeds, different images
 

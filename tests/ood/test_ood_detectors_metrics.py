@@ -77,7 +77,7 @@ def test_mahalanobis_prefers_near_class_means():
     rng = np.random.default_rng(1)
     f = np.r_[rng.normal(0, 1, (50, 3)), rng.normal(6, 1, (50, 3))]
     y = np.r_[np.zeros(50), np.ones(50)]
-    det = MahalanobisDetector.fit(f, y)
+    det = MahalanobisDetector.fit(f, y, normalize=False)
     s = det.score(np.array([[0.0, 0, 0], [6.0, 6, 6], [3.0, 3, 3], [20.0, -20, 0]]))
     assert s[0] > s[2] and s[1] > s[2] and s[2] > s[3]
 
@@ -119,9 +119,18 @@ def test_mahalanobis_equals_sklearn_ledoit_wolf_precision(n, d):
     rng = np.random.default_rng(n)
     f = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d)
     y = rng.integers(0, 3, n)
-    det = MahalanobisDetector.fit(f, y)
+    det = MahalanobisDetector.fit(f, y, normalize=False)
     lw = LedoitWolf(assume_centered=True).fit(f - det.means[y])
     q = rng.normal(size=(7, d))
     ref = -np.min(np.stack([np.einsum("nd,de,ne->n", q - m, lw.precision_, q - m) for m in det.means], 1), 1)
     assert det.shrinkage == pytest.approx(lw.shrinkage_)
     assert det.score(q) == pytest.approx(ref, rel=1e-8, abs=1e-8)
+
+
+def test_mahalanobis_normalised_ignores_feature_scale():
+    rng = np.random.default_rng(3)
+    f = np.abs(rng.normal(size=(40, 6)))
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    det = MahalanobisDetector.fit(f, y)  # normalize=True by default
+    q = np.abs(rng.normal(size=(5, 6)))
+    assert det.score(q * 7.0) == pytest.approx(det.score(q))

@@ -362,8 +362,11 @@ def _(tmp):
       "error: `<file>: image has 10000x10000 = 100,000,000 pixels, over the limit` (header only, "
       "nothing decoded)")
 def _(tmp):
-    scan_fail_cli(tmp, "bomb.png", lambda p: png_header_only(p, 10_000, 10_000),
-                  "10000x10000 = 100,000,000 pixels", "decompression-bomb guard")
+    from PIL import Image
+
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own warning, then our error
+        scan_fail_cli(tmp, "bomb.png", lambda p: png_header_only(p, 10_000, 10_000),
+                      "10000x10000 = 100,000,000 pixels", "decompression-bomb guard")
 
 
 @case("img-bomb-huge", "image", "PNG header claiming 60000x60000 (Pillow's own bomb error fires)",
@@ -849,8 +852,8 @@ def _(tmp):
     assert rows.startswith(before) and rows.count(b"\n") == 7  # 5 old + row 5 + failed row 6
     assert not list(out.rglob("*.tmp"))
     problems = [p.problem for p in errors(audit_run(out)[0])]
-    assert problems == ["2 planned images have no row (e.g. %s): re-run to finish them"
-                        % sorted(r["id"] for r in more[7:])[0]]
+    first_missing = sorted(r["id"] for r in more[7:])[0]
+    assert problems == [f"2 planned images have no row (e.g. {first_missing}): re-run to finish them"]
     assert run_generation(gen, more, ImageWriter(out / "manifest.jsonl"), batch_size=2)["ok"] == 2
     assert audit_run(out)[0] == []
 
@@ -916,6 +919,19 @@ def _(tmp):
         scan(root, tmp / "o")
     assert (tmp / "o" / "manifest.jsonl").read_bytes() == before
     assert not list((tmp / "o").glob("*.tmp"))
+
+
+@case("rt-disk-full-cli", "runtime", "disk full during `synthmix data scan` (the atomic write's fsync raises ENOSPC)",
+      "error (CLI, exit 2, no traceback): `error: No space left on device (finished outputs are kept; free "
+      "space and re-run ...)`; the previous manifest intact")
+def _(tmp):
+    root = folder(tmp, {"train": {"apple": 2, "banana": 2}})
+    assert cli("data", "scan", str(root), "--out", str(tmp / "o"))[0] == 0
+    before = (tmp / "o" / "manifest.jsonl").read_bytes()
+    with mock.patch("synthmix.core.io._fsync_file", enospc):
+        code, out = cli("data", "scan", str(root), "--out", str(tmp / "o"), "--val-fraction", "0.5")
+    assert_cli_error(code, out, "No space left on device", "free space and re-run")
+    assert (tmp / "o" / "manifest.jsonl").read_bytes() == before
 
 
 @case("rt-disk-full-checkpoint", "runtime", "disk full while writing the epoch checkpoint (torch.save raises ENOSPC)",
@@ -991,17 +1007,22 @@ def _(tmp):
 
 
 @case("rt-oom-at-batch-1", "runtime", "out-of-memory even at batch size 1",
-      "error: the OOM is re-raised with its message (nothing written for that batch)")
+      "error: `out of memory even at batch size 1 (CUDA out of memory ...); lower the resolution, use "
+      "speed.dtype float16 ...` (the CLI prints it, exit 2; nothing written for that batch)")
 def _(tmp):
     import torch
 
+    from synthmix.core.errors import SynthmixError
     from synthmix.generation.sd.batching import OomSplitter
 
     def render(chunk):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    with raises(torch.OutOfMemoryError, "out of memory"):
-        OomSplitter(4)(render, [1, 2, 3])
+    split = OomSplitter(4)
+    with raises(SynthmixError, "out of memory even at batch size 1", "Tried to allocate 2.00 GiB",
+                "lower the resolution"):
+        split(render, [1, 2, 3])
+    assert split.halvings == 1 and split.max_batch == 1  # 3 -> 1, then the error
 
 
 @case("rt-corrupt-checkpoint", "runtime", "a training `last.pt` overwritten with garbage",

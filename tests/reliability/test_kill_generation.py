@@ -20,8 +20,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import (check_generation_dir, count_files, count_lines, image_bytes, kill_at, kill_points,
-                     run_to_end, synthmix_cmd)
+from helpers import (
+    check_generation_dir,
+    count_files,
+    count_lines,
+    image_bytes,
+    kill_at,
+    kill_points,
+    run_to_end,
+    synthmix_cmd,
+)
 
 from synthmix.audit import audit_run, errors
 
@@ -96,9 +104,9 @@ def test_kill_between_image_and_row_leaves_an_orphan_that_resume_replaces(tmp_pa
 def embedded_job(tmp_path_factory):
     """(write_config(out_dir) -> path) for a tiny embedded-generator job on the conftest folder."""
     sys.path.insert(0, str(HERE.parent / "generation"))
-    from conftest import make_imagefolder
     from embedded_helpers import folder_manifest, tiny_train_config
 
+    from conftest import make_imagefolder
     from synthmix.generation.embedded.train import train_generator
 
     root = tmp_path_factory.mktemp("emb")

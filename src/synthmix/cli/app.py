@@ -41,17 +41,33 @@ def _register() -> None:
                 raise
 
 
+# A full, over-quota or read-only disk is the user's to fix, not a bug: no traceback.
+_DISK_ERRNOS = {"ENOSPC", "EDQUOT", "EROFS"}
+
+
 def main() -> None:
+    import errno
+
     from synthmix.core.errors import SynthmixError
 
     _register()
     try:
         app()
     except SynthmixError as err:
-        from rich.markup import escape
+        _error(str(err))
+    except OSError as err:
+        if errno.errorcode.get(err.errno or -1) not in _DISK_ERRNOS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        _error(f"{where}{err.strerror or err} (finished outputs are kept; free space and re-run "
+               "the same command to continue)")
 
-        from synthmix.core.log import console
 
-        # soft_wrap: never break a long path across lines (rich wraps at 80 columns off a tty)
-        console().print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+def _error(message: str) -> None:
+    from rich.markup import escape
+
+    from synthmix.core.log import console
+
+    # soft_wrap: never break a long path across lines (rich wraps at 80 columns off a tty)
+    console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)

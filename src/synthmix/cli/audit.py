@@ -13,10 +13,10 @@ from synthmix.cli.app import app
 def audit(run_dir: Path = typer.Argument(..., help="A run directory (or any folder holding manifests)."),
           no_hash: bool = typer.Option(False, "--no-hash", help="Skip re-hashing files (faster).")) -> None:
     """Check manifests against the disk: files exist with their hash, every file has a row, plan complete."""
+    from rich.markup import escape
+
     from synthmix.audit import audit_run
     from synthmix.core.log import console
-
-    from rich.markup import escape
 
     problems, counts = audit_run(run_dir, check_hashes=not no_hash)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))

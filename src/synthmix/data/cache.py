@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.core.errors import DataError
+from synthmix.core.paths import safe_join
 from synthmix.data.preprocess import PreprocessConfig, preprocess_row
 
 
@@ -40,7 +41,7 @@ def load_array(row: dict[str, Any], manifest_path: str | Path | None, cfg: Prepr
 
     if folder is None:
         return preprocess_row(row, manifest_path, cfg)
-    f = folder / f"{cache_key(row)}.npy"
+    f = safe_join(folder, f"{cache_key(row)}.npy")  # the id comes from a manifest: stay in the cache
     if f.is_file():
         try:
             a = np.load(f, allow_pickle=False)

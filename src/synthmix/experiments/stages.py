@@ -77,12 +77,9 @@ def run_scan(ctx: StageContext) -> dict[str, Any]:
 
 
 def _report_counts(report: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k in ("n_images", "n_skipped", "counts", "classes", "problems"):
-        v = getattr(report, k, None)
-        if isinstance(v, (int, float, str, list, dict)):
-            out[k] = v if not isinstance(v, list) else v[:50]
-    return out
+    j = report.to_json()
+    return {"n_images": j["n_images"], "classes": j["classes"], "counts": j["counts"],
+            "n_skipped": len(j["skipped"]), "n_problems": len(j["problems"]), "fix_counts": j["fix_counts"]}
 
 
 # ---------------------------------------------------------------- generator training (embedded)

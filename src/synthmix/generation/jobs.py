@@ -63,14 +63,20 @@ def real_train_rows(manifest: Path) -> list[dict[str, Any]]:
 
 def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
                  on_batch: Callable[[int], None] | None = None,
-                 on_plan: Callable[[int], None] | None = None) -> dict[str, int]:
+                 on_plan: Callable[[int], None] | None = None, merge: bool = True) -> dict[str, int]:
     """Plan, skip what is done, render and write; returns {planned, skipped, ok, failed}.
 
-    ``rank`` / ``world_size`` shard the planned rows by id (each process renders its share;
-    all append to the same manifest). ``on_plan(n_todo_estimate)`` and ``on_batch(n)`` report
-    progress. Safe to re-run after a kill: finished ids are skipped, none is made twice.
+    ``rank`` / ``world_size`` shard the planned rows by id: with ``world_size > 1`` each process
+    renders its share and appends to its own ``manifest.rank{rank}.jsonl``; the process that
+    finds every planned id done when it finishes merges the shards into ``manifest.jsonl``
+    (:func:`synthmix.generation.merge.merge_shards`; ``merge=False`` leaves that to
+    ``synthmix generate --merge``). ``on_plan(n_todo_estimate)`` and ``on_batch(n)`` report
+    progress. Safe to re-run after a kill, with any world size: ids finished in the merged
+    manifest or in any shard are skipped, none is made twice. A second live process writing
+    the same manifest (same rank twice) is refused with a ConfigError.
     """
     from synthmix.core.config import dump_yaml
+    from synthmix.generation.merge import merge_shards, shard_manifest, shard_manifests, writer_lock
     from synthmix.generation.protocol import run_generation, shard
     from synthmix.generation.registry import parse_generator_config
     from synthmix.generation.writer import ImageWriter
@@ -87,8 +93,15 @@ def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
     ids = [r["id"] for r in planned]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"generator.type {backend.name}: planned ids repeat (a backend bug)")
-    writer = ImageWriter(out_dir / MANIFEST_NAME, out_dir / "images")
-    if on_plan:
-        on_plan(sum(1 for r in shard(planned, rank, world_size) if not writer.is_done(r["id"])))
-    return run_generation(generator, planned, writer, batch_size=cfg.batch_size, on_batch=on_batch,
-                          rank=rank, world_size=world_size)
+    manifest = out_dir / MANIFEST_NAME if world_size == 1 else shard_manifest(out_dir, rank)
+    others = [m for m in [out_dir / MANIFEST_NAME, *shard_manifests(out_dir)] if m != manifest]
+    with writer_lock(manifest):
+        writer = ImageWriter(manifest, out_dir / "images", also_done=others)
+        if on_plan:
+            on_plan(sum(1 for r in shard(planned, rank, world_size) if not writer.is_done(r["id"])))
+        counts = run_generation(generator, planned, writer, batch_size=cfg.batch_size, on_batch=on_batch,
+                                rank=rank, world_size=world_size)
+    if merge:
+        # Whoever finishes last (every planned id done) merges; the others skip.
+        merge_shards(out_dir, required=set(ids))
+    return counts

@@ -8,6 +8,7 @@ from typing import Any
 
 from synthmix.core.hashing import sha256_file
 from synthmix.core.io import atomic_path
+from synthmix.core.paths import safe_join
 from synthmix.data.manifest import append_rows, new_row, read_manifest
 
 
@@ -49,16 +50,21 @@ class ImageWriter:
     file, so a re-run does not retry them forever and they are counted, not lost.
     """
 
-    def __init__(self, manifest_path: str | Path, out_dir: str | Path | None = None):
+    def __init__(self, manifest_path: str | Path, out_dir: str | Path | None = None,
+                 also_done: tuple[str | Path, ...] | list[str | Path] = ()):
         self.manifest_path = Path(manifest_path)
         self.root = self.manifest_path.parent
         self.out_dir = Path(out_dir) if out_dir else self.root / "images"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, dict[str, Any]] = {}
-        if self.manifest_path.exists():
-            for r in read_manifest(self.manifest_path):
-                if r.get("status") == "failed" or (self.root / r["path"]).exists():
-                    self.done[r["id"]] = r
+        # ``also_done``: other manifests of the same directory (the merged one, other ranks'
+        # shards) whose finished rows count as done here: a re-run with another world size
+        # must not remake what an earlier sharding already wrote.
+        for path in [*map(Path, also_done), self.manifest_path]:
+            if path.exists() and path.stat().st_size:
+                for r in read_manifest(path):
+                    if r.get("status") == "failed" or (r.get("path") and (self.root / r["path"]).exists()):
+                        self.done[r["id"]] = r
 
     @property
     def plan_path(self) -> Path:
@@ -80,7 +86,9 @@ class ImageWriter:
         from PIL import Image
 
         problem = image_problem(image)
-        rel = Path(os.path.relpath(self.out_dir, self.root)) / str(planned["label"]) / f"{planned['id']}.png"
+        # label and id come from (possibly hand-edited) manifests: they must not lead outside out_dir
+        target = safe_join(self.out_dir, Path(str(planned["label"])) / f"{planned['id']}.png")
+        rel = Path(os.path.relpath(target, self.root.resolve()))
         # A process killed mid-write of this id left its temporary file; only the process that
         # owns this id (ids are sharded) ever writes it, so removing the leftover is safe.
         for stale in (self.root / rel).parent.glob(f".{rel.name}.*.tmp"):

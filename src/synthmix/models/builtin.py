@@ -70,9 +70,12 @@ def resnet18(num_classes: int, input_size: int = 64, weights: str | None = None,
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or pickled code (refused by weights_only): name it
+        raise ConfigError(f"model.weights: cannot load {path}: {err}") from None
     return obj.get("state_dict", obj) if isinstance(obj, dict) else obj

@@ -98,7 +98,12 @@ def data_summary(run: Path, plan: dict[str, Any]) -> dict[str, Any]:
     rows = _read_rows(scan)
     real = Counter((r["label"], r["split"]) for r in rows)
     splits = sorted({s for _, s in real})
-    tables = [{"title": f"Real images ({scan.relative_to(run) if scan else 'not scanned yet'})",
+    scan_info = read_json(_stage_dir(run, plan["shared"]["scan"]) / "done.json").get("summary", {}) \
+        if scan else {}
+    notes = ", ".join(f"{k.removeprefix('n_')}: {scan_info[k]}" for k in ("n_skipped", "n_problems") if k in scan_info)
+    fixes = ", ".join(f"{k} {v}" for k, v in (scan_info.get("fix_counts") or {}).items())
+    tables = [{"title": f"Real images ({scan.relative_to(run) if scan else 'not scanned yet'})"
+               + (f" — files {notes}" if notes else "") + (f"; fixed on load: {fixes}" if fixes else ""),
                "columns": splits, "rows": [[lab] + [real.get((lab, s), 0) for s in splits]
                                            for lab in sorted({lab for lab, _ in real})]}]
     for name, key in plan["shared"].items():
@@ -150,8 +155,12 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
         raise SynthmixError(f"{run}: not a run directory (no plan.json); run `synthmix run CONFIG` first")
     plan = read_json(run / "plan.json")
+    # Re-aggregated from the cells' saved metrics, so a report of a run still in progress (or
+    # resumed elsewhere) is current; the last run's timing comes from results/summary.json.
+    summary = aggregate(run)
     saved = run / "results" / "summary.json"
-    summary = read_json(saved) if saved.exists() else aggregate(run)
+    if saved.exists():
+        summary["run"] = read_json(saved).get("run", {})
     cols, rows = answer_table(summary)
     status = study_status(run)
     env = jinja2.Environment(loader=jinja2.PackageLoader("synthmix.reporting", "templates"),

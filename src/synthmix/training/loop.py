@@ -13,7 +13,11 @@
   (model, optimizer, scheduler, RNG states as tensors, epoch, history, best weights);
 - a later call with the same ``run_dir`` resumes from that checkpoint and ends with the
   same weights as an uninterrupted run (CPU);
-- early stopping on the validation metric; the best weights are loaded at the end.
+- early stopping on the validation metric; the best weights are loaded at the end;
+- ``dist`` (a :class:`synthmix.training.ddp.DataParallel`, see ``fit_ddp``) runs the same loop
+  on N processes: ``batch_size`` is per process, every rank walks the same permutation and
+  keeps its slice of each global batch, validation sums are all-reduced (no padding), and
+  only rank 0 writes checkpoints and TensorBoard.
 
 Global torch RNG (dropout) is seeded from ``cfg.seed`` at the start and saved/restored
 with the checkpoint, so a seeded CPU run is bit-reproducible.
@@ -57,7 +61,7 @@ class FitResult:
 
 def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, *,
         progress: bool = True,
-        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, dist=None) -> FitResult:
     """Train ``model`` in place on ``train`` (validating on ``val``); see the module docstring.
 
     ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint is written
@@ -79,8 +83,11 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         x_val, y_val = _check_data(val, "val")
         x_val, y_val = x_val.to(device), y_val.to(device)
     model.to(device)
+    world, main = (dist.world_size, dist.is_main) if dist is not None else (1, True)
+    net = dist.wrap(model) if dist is not None else model  # DDP: gradients averaged over ranks
+    global_batch = cfg.batch_size * world
 
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = math.ceil(n / global_batch)
     optimizer = _make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
     perm_gen = torch.Generator().manual_seed(cfg.seed)
@@ -113,8 +120,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         start_epoch, stopped = int(ck["next_epoch"]), bool(ck["stopped"])
         resumed = start_epoch
 
-    writer = _tb_writer(run_dir, start_epoch)
-    bar = _progress(progress, cfg.epochs, steps_per_epoch, start_epoch)
+    writer = _tb_writer(run_dir, start_epoch) if main else None
+    bar = _progress(progress and main, cfg.epochs, steps_per_epoch, start_epoch)
     train_time, seen = 0.0, 0
     try:
         for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
@@ -123,30 +130,37 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
             perm = torch.randperm(n, generator=perm_gen).to(device)
             loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
             for step in range(steps_per_epoch):
-                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                idx = perm[step * global_batch:(step + 1) * global_batch]
                 xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
                 yb = y_train[idx]
-                logits = model(xb)
+                k, weight = len(idx), 1.0
+                if dist is not None:
+                    # Every rank augments the whole global batch (same generator state everywhere)
+                    # and keeps its slice: N ranks see what one process sees with N x the batch.
+                    xb, yb, k, weight = dist.local_batch(xb, yb)
+                logits = net(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
                                         f"step {step + 1} (lr={scheduler.get_last_lr()[0]:.3g}); lower "
                                         "the learning rate or check the input data")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight if weight != 1.0 else loss).backward()
                 optimizer.step()
                 scheduler.step()
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == yb).sum()
+                loss_sum += loss.detach() * k
+                correct += (logits.argmax(1) == yb)[:k].sum()
                 if bar is not None:
                     bar.advance()
+            if dist is not None:
+                loss_sum, correct = dist.all_sum(loss_sum), dist.all_sum(correct)
             seconds = time.perf_counter() - t0
             train_time, seen = train_time + seconds, seen + n
             record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum.item() / n,
                                       "train_acc": correct.item() / n,
                                       "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
             if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg)
+                record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg, dist)
                 _track_best(best, record, epoch, model, cfg)
             history.append(record)
             stopped = bool(cfg.early_stopping_patience and best["bad"] >= cfg.early_stopping_patience)
@@ -155,7 +169,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     if k not in ("epoch", "seconds"):
                         writer.add_scalar(k.replace("_", "/", 1), v, epoch)
                 writer.flush()
-            if ckpt_path is not None:
+            if ckpt_path is not None and main:
                 save_checkpoint(ckpt_path, {
                     "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -163,6 +177,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     "rng": _rng_states(perm_gen, aug_gen),
                     "best": best,
                 })
+            if dist is not None:
+                dist.barrier()  # no rank runs ahead of the last written checkpoint
             if bar is not None:
                 bar.describe(epoch, record)
             if on_epoch_end is not None:
@@ -246,13 +262,20 @@ def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> _LrFactor:
     return _LrFactor(cfg, steps_per_epoch)
 
 
-def _validate(model, x, y, cfg: TrainConfig) -> tuple[float, float]:
-    """Mean cross-entropy (no smoothing) and accuracy on the validation tensors."""
+def _validate(model, x, y, cfg: TrainConfig, dist=None) -> tuple[float, float]:
+    """Mean cross-entropy (no smoothing) and accuracy on the validation tensors.
+
+    With ``dist`` each rank scores its slice and the sums are all-reduced: every sample
+    counts once (no sampler padding)."""
     import torch
     import torch.nn.functional as F
 
     from synthmix.data.augment import normalize, to_float
 
+    n = x.shape[0]
+    if dist is not None:
+        lo, hi = dist.local_slice(n)
+        x, y = x[lo:hi], y[lo:hi]
     model.eval()
     loss, correct = 0.0, 0
     with torch.no_grad():
@@ -262,7 +285,9 @@ def _validate(model, x, y, cfg: TrainConfig) -> tuple[float, float]:
             loss += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += int((logits.argmax(1) == yb).sum())
     model.train()
-    return loss / x.shape[0], correct / x.shape[0]
+    if dist is not None:
+        loss, correct = dist.all_sum(torch.tensor([loss, float(correct)], dtype=torch.float64)).tolist()
+    return loss / n, correct / n
 
 
 def _track_best(best: dict[str, Any], record: dict[str, Any], epoch: int, model, cfg: TrainConfig) -> None:

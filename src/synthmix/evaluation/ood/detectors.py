@@ -84,12 +84,17 @@ class MahalanobisDetector:
     inv_eig: np.ndarray
     inv_rest: float
     shrinkage: float
+    normalize: bool = True
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, train_labels: np.ndarray) -> MahalanobisDetector:
+    def fit(cls, train_features: np.ndarray, train_labels: np.ndarray,
+            normalize: bool = True) -> MahalanobisDetector:
+        """``normalize``: work on L2-normalised features (as SSD, Sehwag et al. 2021). Raw
+        ReLU features let the feature norm dominate: on the fruits runs far-OOD AUROC was
+        0.55 raw vs 0.996 normalised (docs/bench/contrastive.md)."""
         import numpy as np
 
-        f = np.asarray(train_features, dtype=np.float64)
+        f = _l2n(train_features) if normalize else np.asarray(train_features, dtype=np.float64)
         y = np.asarray(train_labels)
         classes = np.unique(y)
         if len(classes) == 0:
@@ -111,12 +116,12 @@ class MahalanobisDetector:
         vt = (u[:, keep] / sv).T @ x
         lam = sv**2 / n
         rest = max(a * mu, 1e-12)
-        return cls(means, vt, 1.0 / ((1 - a) * lam + rest), 1.0 / rest, a)
+        return cls(means, vt, 1.0 / ((1 - a) * lam + rest), 1.0 / rest, a, normalize)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        f = np.asarray(features, dtype=np.float64)
+        f = _l2n(features) if self.normalize else np.asarray(features, dtype=np.float64)
         d = []
         for m in self.means:
             c = f - m

@@ -38,5 +38,8 @@ def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, floa
         raise ValueError("ood_metrics: scores contain NaN or inf")
     y = np.r_[np.ones(len(i)), np.zeros(len(o))]
     s = np.r_[i, o]
-    return {"auroc": float(roc_auc_score(y, s)), "aupr_in": float(average_precision_score(y, s)),
-            "aupr_out": float(average_precision_score(1 - y, -s)), "fpr95": fpr_at_tpr(i, o)}
+    def unit(v: float) -> float:  # sklearn's AP can sum to 1 + 2e-16
+        return float(min(1.0, max(0.0, v)))
+
+    return {"auroc": unit(roc_auc_score(y, s)), "aupr_in": unit(average_precision_score(y, s)),
+            "aupr_out": unit(average_precision_score(1 - y, -s)), "fpr95": fpr_at_tpr(i, o)}

@@ -26,7 +26,7 @@ class OomSplitter:
     """Calls ``fn(items) -> list`` on chunks of at most ``max_batch`` items, halving it on OOM.
 
     The reduced size is kept for later calls (memory does not come back by itself).
-    An OOM at batch size 1 is re-raised.
+    An OOM at batch size 1 becomes a :class:`SynthmixError` saying what to change.
     """
 
     def __init__(self, max_batch: int | None = None):
@@ -42,8 +42,14 @@ class OomSplitter:
             try:
                 result = fn(chunk)
             except Exception as err:
-                if not is_oom(err) or size == 1:
+                if not is_oom(err):
                     raise
+                if size == 1:
+                    from synthmix.core.errors import SynthmixError
+
+                    raise SynthmixError(f"out of memory even at batch size 1 ({str(err).splitlines()[0]}); "
+                                        "lower the resolution, use speed.dtype float16/bfloat16, enable "
+                                        "speed.vae_tiling, or use a larger device") from err
                 self.max_batch = size // 2
                 self.halvings += 1
                 log.warning("out of memory at batch size %d; retrying at %d", size, self.max_batch)
