@@ -12,6 +12,8 @@ Steps (each skipped when its output exists):
    another class, strongly recoloured, cropped and noised (the analogue of high strength);
    rows carry parent_id / parent_label, source "standin";
 3. ``synthmix contrastive configs/thesis-contrastive.yaml`` (three setups + CE baseline × seeds).
+With ``--synthetic M`` step 2 is skipped and the manifest M (e.g. the embedded generator's
+img2img output, roles in_dist / near_ood by strength) is used instead.
 Prints the summary table (accuracy; kNN AUROC / FPR@95 per OOD set, mean ± 95 % CI half-width).
 """
 
@@ -83,6 +85,10 @@ def main() -> None:
     p.add_argument("--out", default="runs/contrastive-thesis")
     p.add_argument("--config", default=str(ROOT / "configs" / "thesis-contrastive.yaml"))
     p.add_argument("--seeds", type=int, nargs="*", default=None)
+    p.add_argument("--synthetic", default=None, help="a generator's manifest (e.g. synthmix generate with the "
+                   "embedded generator) instead of the stand-in images")
+    p.add_argument("--setups", nargs="*", default=None)
+    p.add_argument("--runs", default="runs", help="sub-folder of --out for the runs")
     a = p.parse_args()
 
     from synthmix.core.config import load_config, load_yaml
@@ -94,19 +100,25 @@ def main() -> None:
     data = out / "data"
     if not (data / "manifest.jsonl").exists():
         scan_dataset(FRUITS, data, val_fraction=0.15, seed=0)
-    syn = out / "standin"
-    if not (syn / "manifest.jsonl").exists():
-        standin_synthetic(data / "manifest.jsonl", syn)
+    if a.synthetic:
+        syn_manifest = Path(a.synthetic)
+    else:
+        syn = out / "standin"
+        if not (syn / "manifest.jsonl").exists():
+            standin_synthetic(data / "manifest.jsonl", syn)
+        syn_manifest = syn / "manifest.jsonl"
     raw = load_yaml(a.config)
-    raw.update(manifest=str(data / "manifest.jsonl"), synthetic_manifests=[str(syn / "manifest.jsonl")],
+    raw.update(manifest=str(data / "manifest.jsonl"), synthetic_manifests=[str(syn_manifest)],
                cache_dir=str(out / "cache"))
     if a.seeds:
         raw["seeds"] = a.seeds
+    if a.setups:
+        raw["setups"] = a.setups
     from synthmix.core.config import parse_config
 
     cfg = parse_config(ThesisConfig, raw, source=a.config)
     _ = load_config  # (the config file itself is validated by tests)
-    summary = run_setups(cfg, out / "runs")  # finished runs are skipped: re-running only prints
+    summary = run_setups(cfg, out / a.runs)  # finished runs are skipped: re-running only prints
     for d in DETECTORS:
         print(f"detector: {d}\n{summary_markdown(summary, d)}")
     print(f"counts: {summary['counts']}")

@@ -17,6 +17,7 @@ process (rank 0 of 1) and nothing distributed is started.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,8 +78,9 @@ def check_world(env: Mapping[str, int], num_processes: int, process_index: int) 
         raise ConfigError(
             f"launcher/world-size mismatch: the launcher set WORLD_SIZE={env['world_size']} RANK={env['rank']}, "
             f"but accelerate sees {num_processes} process(es) and calls this one rank {process_index}; "
-            "every process would redo the same work. Launch with `torchrun --nproc-per-node N -m synthmix ...` "
-            "or `accelerate launch --num_processes N -m synthmix ...` (add --cpu on a machine without GPUs)")
+            "every process would redo the same work. On a machine without GPUs accelerate must be told to use "
+            "the CPU (cpu=True; synthmix does this unless CUDA is visible); launch with `torchrun "
+            "--nproc-per-node N -m synthmix ...` or `accelerate launch --multi_gpu --num_processes N -m synthmix ...`")
 
 
 def check_ranks(ranks: list[int], world_size: int) -> None:
@@ -137,6 +139,9 @@ def init_world(cpu: bool | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
     if cpu is None:
         cpu = not torch.cuda.is_available()
     state = PartialState(cpu=cpu, timeout=timedelta(seconds=timeout_s))
+    # A process that exits with a live gloo group can abort ("terminate called without an
+    # active exception") and torchrun then reports the job as failed: close it at exit.
+    atexit.register(shutdown)
     check_world(env, state.num_processes, state.process_index)
     if state.num_processes > 1:
         ranks: list[int | None] = [None] * state.num_processes
@@ -152,3 +157,11 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Close the process group (idempotent; registered at exit by :func:`init_world`)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -49,9 +49,13 @@ def synthmix_cmd(*args: str) -> list[str]:
 
 
 def kill_at(cmd: Sequence[str], reached: Callable[[], bool], point: str, *, cwd: str | Path | None = None,
-            poll_s: float = 0.002) -> Kill:
-    """Start ``cmd``; as soon as ``reached()`` is true, SIGKILL it. Returns what happened."""
-    proc = subprocess.Popen(list(cmd), cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            poll_s: float = 0.002, extra_env: dict[str, str] | None = None) -> Kill:
+    """Start ``cmd``; as soon as ``reached()`` is true, SIGKILL it. Returns what happened.
+
+    (``reached`` may be ``lambda: False`` when the child kills itself at an exact point.)
+    """
+    proc = subprocess.Popen(list(cmd), cwd=cwd, env={**env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + POLL_GUARD_S
     hit = False
     try:

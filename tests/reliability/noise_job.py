@@ -42,9 +42,50 @@ def planned_rows(n: int) -> list[dict]:
             for i in range(n)]
 
 
+def _die_at_exact_points() -> None:
+    """SIGKILL this process at an exact point of the write protocol, chosen by environment:
+
+    ``KILL_BEFORE_ROW=k``: after the k-th image is renamed into place, before its row is
+    appended; ``KILL_MID_IMAGE=k``: while the k-th image's temporary file is half written.
+    (Polling from outside rarely hits these sub-millisecond windows; this hits them every time.)
+    """
+    import os
+    import signal
+
+    import synthmix.generation.writer as writer
+
+    before_row = int(os.environ.get("KILL_BEFORE_ROW", 0))
+    mid_image = int(os.environ.get("KILL_MID_IMAGE", 0))
+    if before_row:
+        real_append, calls = writer.append_rows, []
+
+        def append_rows(path, rows):
+            calls.append(1)
+            if len(calls) == before_row:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_append(path, rows)
+        writer.append_rows = append_rows
+    if mid_image:
+        from PIL import Image
+
+        real_save, saves = Image.Image.save, []
+
+        def save(self, fp, *a, **k):
+            saves.append(1)
+            if len(saves) == mid_image:
+                real_save(self, fp, *a, **k)
+                data = Path(fp).read_bytes()
+                Path(fp).write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_save(self, fp, *a, **k)
+        Image.Image.save = save
+
+
 def main(out_dir: str, n: str, batch: str = "3", size: str = "96") -> dict:
     from synthmix.generation.protocol import run_generation
     from synthmix.generation.writer import ImageWriter
+
+    _die_at_exact_points()
 
     out = Path(out_dir)
     return run_generation(NoiseGenerator(int(size)), planned_rows(int(n)),

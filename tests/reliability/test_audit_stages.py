@@ -121,7 +121,6 @@ def test_no_hash_still_finds_structural_damage(trained, tmp_path):
     assert [Path(p.path).name for p in problems] == ["final.pt"]
 
 
-@pytest.mark.slow
 def test_study_run_dir_passes_then_names_each_fault(tmp_path):
     import sys
 

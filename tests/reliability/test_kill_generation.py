@@ -59,8 +59,9 @@ def test_noise_generation_survives_sigkill_anywhere(tmp_path, seed):
     manifest, images = out / "manifest.jsonl", out / "images"
     rng = random.Random(seed)
     points = []
-    for k in kill_points(seed, 1, N - 2, 4):
-        kind = rng.choice(["rows", "images", "tmp"])
+    # every kind of point per seed, in a seeded order; the first is always reachable (rows)
+    kinds = ["rows", *rng.sample(["rows", "images", "tmp"], 3)]
+    for kind, k in zip(kinds, kill_points(seed, 1, N - 2, 4), strict=True):
         if kind == "rows":
             points.append((f"rows>={k}", lambda k=k: count_lines(manifest) >= k))
         elif kind == "images":
@@ -85,19 +86,40 @@ def test_noise_generation_survives_sigkill_anywhere(tmp_path, seed):
     assert not list(images.rglob("*.tmp"))  # image leftovers of killed writes are cleaned on resume
 
 
-def test_kill_between_image_and_row_leaves_an_orphan_that_resume_replaces(tmp_path):
-    """The image is renamed into place before its row is appended: a kill in between leaves a file
-    without a row. It is not counted as done; the re-run writes it again (same bytes) and the
-    audit, which flags it meanwhile, passes afterwards."""
+def _reference(tmp_path) -> dict[str, bytes]:
+    ref = tmp_path / "ref"
+    run_to_end(noise_cmd(ref))
+    return image_bytes(ref)
+
+
+def test_sigkill_between_image_and_row_leaves_an_orphan_that_resume_replaces(tmp_path):
+    """The image is renamed into place before its row is appended. A SIGKILL exactly in between
+    (the child kills itself there) leaves a file without a row: not counted as done, named by the
+    audit; the re-run writes it again (same bytes) and the audit passes."""
     out = tmp_path / "g"
-    manifest, images = out / "manifest.jsonl", out / "images"
-    kill = kill_at(noise_cmd(out), lambda: count_files(images, "*.png") > count_lines(manifest) >= 2,
-                   "image renamed, row not yet written")
+    kill = kill_at(noise_cmd(out), lambda: False, "before row 5", extra_env={"KILL_BEFORE_ROW": "5"})
+    assert kill.returncode == -9, kill.stderr
     rows = check_generation_dir(out)
-    if kill.reached and count_files(images, "*.png") > len([r for r in rows if r["path"]]):
-        assert any("has no manifest row" in str(p) for p in audit_run(out)[0])
+    assert len(rows) == 4 and len(list((out / "images").rglob("*.png"))) == 5
+    problems = [str(p) for p in errors(audit_run(out)[0])]
+    assert sum("has no manifest row" in p for p in problems) == 1
     run_to_end(noise_cmd(out))
-    assert errors(audit_run(out)[0]) == [] and len(check_generation_dir(out)) == N
+    assert errors(audit_run(out)[0]) == [] and image_bytes(out) == _reference(tmp_path)
+
+
+def test_sigkill_mid_image_write_leaves_only_a_temporary_file(tmp_path):
+    """A SIGKILL while the 4th image's temporary file is half written: the half file is never a
+    row or a ``.png``; the re-run removes it and finishes with byte-equal images."""
+    out = tmp_path / "g"
+    kill = kill_at(noise_cmd(out), lambda: False, "mid image 4", extra_env={"KILL_MID_IMAGE": "4"})
+    assert kill.returncode == -9, kill.stderr
+    assert len(check_generation_dir(out)) == 3
+    tmps = list((out / "images").rglob("*.tmp"))
+    assert len(tmps) == 1 and tmps[0].name.startswith(".")
+    assert [p.warning for p in audit_run(out)[0] if str(tmps[0]) == p.path] == [True]
+    run_to_end(noise_cmd(out))
+    assert not list(out.rglob("*.tmp")) and audit_run(out)[0] == []
+    assert image_bytes(out) == _reference(tmp_path)
 
 
 @pytest.fixture(scope="module")

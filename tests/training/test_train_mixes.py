@@ -99,6 +99,8 @@ def test_mix_config_validation():
         MixConfig(kind="per_real")
     with pytest.raises(ValueError):
         MixConfig(kind="real_only", real_fraction=0.5)
+    with pytest.raises(ValueError, match="total is only used"):
+        MixConfig(kind="per_real", k=1, total=10)
     assert MixConfig(kind="ratio", real_fraction=0.3).label() == "30/70"
 
 

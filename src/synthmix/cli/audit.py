@@ -25,6 +25,6 @@ def audit(run_dir: Path = typer.Argument(..., help="A run directory (or any fold
         console().print(f"{mark} {escape(str(p))}", highlight=False, markup=True, soft_wrap=True)
     n_errors = sum(not p.warning for p in problems)
     if n_errors:
-        console().print(f"[bold red]{n_errors} problem(s)[/] ({summary})")
+        console().print(f"[bold red]{n_errors} problem(s)[/] ({summary})", soft_wrap=True)
         raise typer.Exit(1)
-    console().print(f"[green]✓ audit passed[/] ({summary})")
+    console().print(f"[green]✓ audit passed[/] ({summary})", soft_wrap=True)

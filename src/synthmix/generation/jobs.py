@@ -103,5 +103,5 @@ def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
                                 rank=rank, world_size=world_size)
     if merge:
         # Whoever finishes last (every planned id done) merges; the others skip.
-        merge_shards(out_dir, required=set(ids))
+        merge_shards(out_dir, required=set(ids), order=ids)
     return counts

@@ -3,9 +3,9 @@
 With N processes, rank r appends only to ``manifest.rank{r}.jsonl`` (plan:
 ``manifest.rank{r}.plan.json``) in the shared output directory; images go to the shared
 ``images/`` tree (ids are sharded, so no file has two writers). :func:`merge_shards` then
-builds ``manifest.jsonl`` from the existing merged manifest plus every shard, sorted by id,
-checks it (no conflicting rows, every kept file present), writes it and the merged plan
-atomically and only then deletes the shards. A crash in between leaves rows in two files of
+builds ``manifest.jsonl`` from the existing merged manifest plus every shard (in planned
+order when the job merges, by id for a manual merge), checks it (no conflicting rows, every
+kept file present), writes it and the merged plan atomically and only then deletes the shards. A crash in between leaves rows in two files of
 the same directory with identical content, which the audit and a later merge both accept.
 
 Writers hold an exclusive ``flock`` on the manifest they append to (:func:`writer_lock`):
@@ -113,13 +113,15 @@ def _planned(paths: Sequence[Path]) -> set[str]:
     return ids
 
 
-def merge_shards(out_dir: str | Path, required: set[str] | None = None, strict: bool = False) -> MergeResult:
+def merge_shards(out_dir: str | Path, required: set[str] | None = None, strict: bool = False,
+                 order: Sequence[str] | None = None) -> MergeResult:
     """Merge ``manifest.rank*.jsonl`` (and an existing ``manifest.jsonl``) into ``manifest.jsonl``.
 
     ``required``: merge only when every one of these ids has a row (used by the ranks of a job,
     so the last one to finish merges). A shard still held by a live writer makes the merge
     skip (``strict=False``) or raise LockBusy (``strict=True``, the CLI).
-    Rows are sorted by id; ok rows must have their file. Shards are deleted only after the
+    Rows follow ``order`` (the job's planned order, so N ranks write the very manifest one process
+    writes), then any others by id; ok rows must have their file. Shards are deleted only after the
     merged manifest and plan are written.
     """
     from synthmix.core.io import atomic_write_json, write_jsonl
@@ -151,7 +153,8 @@ def merge_shards(out_dir: str | Path, required: set[str] | None = None, strict: 
                 raise DataError(out_dir / r["path"], f"file of row {r['id']} is missing; not merging "
                                                      "(delete the row or re-run generate)")
         planned = _planned(sources)
-        write_jsonl(merged_path, [rows[k] for k in sorted(rows)])
+        pos = {k: i for i, k in enumerate(order or ())}
+        write_jsonl(merged_path, [rows[k] for k in sorted(rows, key=lambda k: (pos.get(k, len(pos)), k))])
         if planned:
             atomic_write_json(plan_path(merged_path), {"ids": sorted(planned)})
         for p in shards:

@@ -64,6 +64,8 @@ class MixConfig(StrictModel):
             raise ValueError(f"real_fraction is only used with kind 'ratio', not {self.kind!r}")
         if self.kind != "per_real" and self.k is not None:
             raise ValueError(f"k is only used with kind 'per_real', not {self.kind!r}")
+        if self.kind in ("per_real", "real_only") and self.total is not None:
+            raise ValueError(f"total is only used with kinds 'ratio' and 'synthetic_only', not {self.kind!r}")
         return self
 
     def label(self) -> str:
