@@ -19,6 +19,43 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def speed(threads: int, batch_size: int = 64, resolution: int = 32, reps: int = 3) -> None:
+    """Training step time of the model presets (and `small` with attention), side by side."""
+    import time
+
+    import torch
+
+    from synthmix.generation.embedded.config import ModelConfig
+    from synthmix.generation.embedded.diffusion import train_scheduler
+    from synthmix.generation.embedded.train import diffusion_loss
+    from synthmix.generation.embedded.unet import ClassConditionalUNet, count_params
+
+    torch.set_num_threads(threads)
+    results = {}
+    for name, mcfg in (("small", ModelConfig(size="small")),
+                       ("small+attention", ModelConfig(size="small", attention=True)),
+                       ("medium", ModelConfig(size="medium"))):
+        torch.manual_seed(0)
+        model = ClassConditionalUNet(mcfg, 3, resolution)
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        sched, gen = train_scheduler(mcfg), torch.Generator().manual_seed(0)
+        x0 = torch.rand(batch_size, 3, resolution, resolution) * 2 - 1
+        cond = torch.randint(0, 4, (batch_size,))
+        times = []
+        for i in range(reps + 1):
+            t0 = time.perf_counter()
+            loss = diffusion_loss(model, sched, x0, cond, gen, 5.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i:  # the first step warms up
+                times.append(time.perf_counter() - t0)
+        ms = 1000 * sorted(times)[len(times) // 2]
+        results[name] = ms
+        print(f"{name:16s} {count_params(model) / 1e6:5.2f} M params  {ms:7.0f} ms/step (batch {batch_size}, "
+              f"{resolution} px, {threads} threads)  {ms / results['small']:.2f}x small")
+
+
 def main() -> None:
     from _fruits import fruits_manifest
     from synthmix.core.config import load_yaml, parse_config
@@ -29,7 +66,7 @@ def main() -> None:
     from synthmix.generation.embedded.train import train_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-embedded"))
     ap.add_argument("--config", type=Path, default=Path("configs/generator-fruits.yaml"))
     ap.add_argument("--steps", type=int, default=None, help="override the config's step budget")
     ap.add_argument("--checkpoint", type=Path, default=None, help="measure this model instead of training")
@@ -40,8 +77,16 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--sampling-steps", type=int, default=25)
     ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--speed", action="store_true", help="only time training steps of the presets")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.speed:
+        speed(args.threads)
+        return
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     manifest = fruits_manifest(args.out / "fruits.jsonl")
     ckpt = args.checkpoint
     if ckpt is None:
@@ -49,7 +94,6 @@ def main() -> None:
         if args.steps:
             data["steps"] = args.steps
         ckpt = train_generator(parse_config(TrainConfig, data, source=str(args.config)))
-    import torch
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     rep = measure_fidelity(str(ckpt), str(manifest), per_class=args.per_class,

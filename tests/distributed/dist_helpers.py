@@ -18,10 +18,21 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def torchrun(nproc: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def torchrun_cmd(nproc: int, *args: str) -> list[str]:
     """``torchrun --standalone --nproc-per-node N ARGS...`` (a free port is picked per run)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
-    return subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run :func:`torchrun_cmd` to the end, output captured."""
+    return subprocess.run(torchrun_cmd(nproc, *args), env=child_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def torchrun_start(nproc: int, *args: str) -> subprocess.Popen:
+    """Start :func:`torchrun_cmd` in the background (``communicate()`` gives stdout, stderr)."""
+    return subprocess.Popen(torchrun_cmd(nproc, *args), env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def toy_data(n_train: int = 23, n_val: int = 9, size: int = 16, seed: int = 0):

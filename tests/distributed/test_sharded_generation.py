@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dist_helpers import torchrun
+from dist_helpers import torchrun_start
 from typer.testing import CliRunner
 
 from synthmix.audit import audit_run, errors
@@ -168,11 +168,14 @@ def test_two_processes_equal_one_process_byte_for_byte(tmp_path, manifest):
     cfg = tmp_path / "two.yaml"
     cfg.write_text(yaml.safe_dump({"manifest": str(manifest), "out_dir": str(two), "batch_size": 2,
                                    "generator": gen}))
-    res = torchrun(2, "-m", "synthmix", "generate", str(cfg))
-    assert res.returncode == 0, res.stderr[-3000:]
-    log = res.stdout + res.stderr
-    assert "rank 0/2" in log and "rank 1/2" in log
-    run_generate(GenerateConfig(manifest=manifest, out_dir=one, batch_size=2, generator=gen))
+    proc = torchrun_start(2, "-m", "synthmix", "generate", str(cfg))
+    try:  # the one-process reference runs here meanwhile
+        run_generate(GenerateConfig(manifest=manifest, out_dir=one, batch_size=2, generator=gen))
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "rank 0/2" in out + err and "rank 1/2" in out + err
     assert shard_manifests(two) == []
     ids = [r["id"] for r in read_jsonl(two / "manifest.jsonl")]
     assert len(ids) == len(set(ids)) == 4

@@ -21,11 +21,23 @@ def train_cmd(
     """Train a classifier on a mix of real and synthetic rows; evaluate it; with --seeds, report
     mean ± 95 % CI over seeds. Re-running the command resumes where it stopped."""
     from synthmix.core.config import load_config
+    from synthmix.distributed import launcher_env
     from synthmix.training.train import TrainRunConfig, train_run, train_seeds
 
     seeds = _seeds(seeds, ctx.args)
     cfg = load_config(TrainRunConfig, config)
     out = out or Path("runs") / config.stem
+    if launcher_env() is not None:  # torchrun / accelerate launch: data-parallel training
+        from synthmix.core.errors import ConfigError
+        from synthmix.training.ddp import train_run_ddp
+
+        if seeds:
+            raise ConfigError("--seeds under a launcher: run one job per seed (each with --out RUN_DIR/seed-<s>)")
+        res = train_run_ddp(cfg, out, progress=progress)
+        if "eval" in res:  # rank 0
+            _print_results(res)
+            typer.echo(f"run: {out}")
+        return
     if seeds:
         summary = train_seeds(cfg, out, seeds, progress=progress)
         _print_summary(summary)

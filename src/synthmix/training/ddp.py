@@ -92,3 +92,26 @@ def fit_ddp(model, train, val, cfg, run_dir: str | Path | None = None, *, world:
         world = init_world(cpu=cfg.device == "cpu" or None)
     dist = DataParallel(world) if world.world_size > 1 else None
     return fit(model, train, val, cfg, run_dir, progress=progress and world.is_main, dist=dist, **fit_kwargs)
+
+
+def train_run_ddp(cfg, run_dir: str | Path, *, progress: bool = True, world: World | None = None) -> dict[str, Any]:
+    """:func:`~synthmix.training.train.train_run` on every process of a launched job.
+
+    Rank 0 scans the data folder first (the others wait, then read it), all ranks train
+    together, and rank 0 alone saves the final weights, evaluates and writes ``results.json``
+    (its results are returned there; other ranks get ``{"rank", "fit"}``). One process: plain
+    ``train_run``.
+    """
+    from synthmix.distributed import init_world
+    from synthmix.training.train import prepare_data, train_run
+
+    if world is None:
+        world = init_world(cpu=cfg.train.device == "cpu" or None)
+    if world.world_size == 1:
+        return train_run(cfg, run_dir, progress=progress)
+    dist = DataParallel(world)
+    if world.is_main:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        prepare_data(cfg.resolved(), Path(run_dir) / "data")
+    dist.barrier()
+    return train_run(cfg, run_dir, progress=progress and world.is_main, dist=dist)

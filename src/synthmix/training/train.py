@@ -148,8 +148,11 @@ def _config_guard(cfg: TrainRunConfig, run_dir: Path) -> None:
         dump_yaml(cfg, path)
 
 
-def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate one run into ``run_dir`` (layout in the module docstring)."""
+def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True, dist=None) -> dict[str, Any]:
+    """Train and evaluate one run into ``run_dir`` (layout in the module docstring).
+
+    ``dist``: data-parallel hook (use :func:`synthmix.training.ddp.train_run_ddp`); ranks
+    other than 0 only train and return ``{"rank", "fit"}``; rank 0 saves and evaluates."""
     import torch
 
     from synthmix.data.tensors import label_tensor, load_tensor
@@ -189,12 +192,15 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
         pre_dir = run_dir / "pretrain"
         pre_sel = select_training_rows(rows, cfg.pretrain.mix, cfg.pretrain.train.seed, classes)
         write_selection(pre_sel, pre_dir)
-        pre_fit = fit(model, tensors(pre_sel.rows), val, cfg.pretrain.train, pre_dir, progress=progress)
+        pre_fit = fit(model, tensors(pre_sel.rows), val, cfg.pretrain.train, pre_dir, progress=progress,
+                      dist=dist)
         results["pretrain"] = {"fit": pre_fit.to_dict(), "selection": pre_sel.summary()}
 
     sel = select_training_rows(rows, cfg.mix, seed, classes)
     write_selection(sel, run_dir)
-    result = fit(model, tensors(sel.rows), val, cfg.train, run_dir, progress=progress)
+    result = fit(model, tensors(sel.rows), val, cfg.train, run_dir, progress=progress, dist=dist)
+    if dist is not None and not dist.is_main:
+        return {"rank": dist.rank, "fit": result.to_dict()}
     save_weights(run_dir / "checkpoints" / "final.pt", model)
     results.update(fit=result.to_dict(), selection=sel.summary(),
                    n_real_train_available=len(real_train_rows(rows, classes)), eval={})
