@@ -35,7 +35,7 @@ def _worker(args) -> None:
     torch.set_num_threads(args.threads)
     world = init_world(cpu=args.device == "cpu")
     out = Path(args.out)
-    if args.kind == "gen":
+    if args.worker == "gen":
         from synthmix.generation.jobs import load_generate_config, run_generate
 
         cfg = load_generate_config(out / "gen.yaml")
@@ -57,7 +57,7 @@ def _worker(args) -> None:
         res = fit_ddp(model, (x, y), None, cfg, None, world=world, progress=False)
         seconds = res.train_seconds
         n = args.train_n * args.epochs / world.world_size  # this rank's share of the samples
-    (out / f"{args.kind}.rank{world.rank}.json").write_text(json.dumps({"n": n, "seconds": seconds}))
+    (out / f"{args.worker}.rank{world.rank}.json").write_text(json.dumps({"n": n, "seconds": seconds}))
 
 
 def _launch(kind: str, procs: int, threads: int, out: Path, args) -> dict[str, float]:
@@ -70,7 +70,7 @@ def _launch(kind: str, procs: int, threads: int, out: Path, args) -> dict[str, f
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode:
-        raise SystemExit(f"{kind} with {procs} process(es) failed:\n{res.stderr[-3000:]}")
+        raise SystemExit(f"{kind} with {procs} process(es) failed:\n{res.stderr[:4000]}")
     wall = time.perf_counter() - t0
     ranks = [json.loads(f.read_text()) for f in sorted(out.glob(f"{kind}.rank*.json"))]
     assert len(ranks) == procs, ranks
@@ -125,17 +125,15 @@ def main(argv: list[str] | None = None) -> dict:
         out = root / "bench"
         out.mkdir()
         _gen_config(root, out, args)
-        setups = [("1 proc", 1, args.threads), ("1 proc, 1 thread", 1, 1),
-                  (f"{args.procs} procs", args.procs, max(1, args.threads // args.procs))]
+        setups = [(1, args.threads), (1, 1), (args.procs, max(1, args.threads // args.procs))]
         for kind in ("gen", "train"):
-            for name, procs, threads in setups:
+            for procs, threads in setups:
                 shutil.rmtree(out / "gen-out", ignore_errors=True)
-                results[f"{kind}: {name} x {threads} thread(s)"] = _launch(kind, procs, threads, out, args)
-    base = {k: v["img_s"] for k, v in results.items() if ": 1 proc x" in k}
-    print(f"{'setup':40s} {'images':>7s} {'work s':>8s} {'img/s':>8s} {'vs 1 proc':>9s} {'wall s':>7s}")
+                results[f"{kind}: {procs} proc x {threads} thread"] = _launch(kind, procs, threads, out, args)
+    print(f"{'setup':28s} {'images':>7s} {'work s':>8s} {'img/s':>8s} {'vs 1 proc':>9s} {'wall s':>7s}")
     for k, v in results.items():
-        ratio = v["img_s"] / base[k.split(":")[0] + f": 1 proc x {args.threads} thread(s)"]
-        print(f"{k:40s} {v['images']:7.0f} {v['seconds']:8.2f} {v['img_s']:8.2f} {ratio:9.2f} {v['wall_s']:7.1f}")
+        ratio = v["img_s"] / results[k.split(":")[0] + f": 1 proc x {args.threads} thread"]["img_s"]
+        print(f"{k:28s} {v['images']:7.0f} {v['seconds']:8.2f} {v['img_s']:8.2f} {ratio:9.2f} {v['wall_s']:7.1f}")
     return results
 
 

@@ -123,3 +123,22 @@ def test_synthmix_train_under_torchrun_matches_one_process(tmp_path):
     for k, v in ref["eval"]["test"].items():
         assert got["eval"]["test"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
     assert (tmp_path / "two" / "checkpoints" / "final.pt").is_file()
+
+
+class _TwoRankStub:
+    """Looks like a 2-process hook to ``fit`` up to its first collective (the resume check comes before)."""
+
+    world_size, rank, is_main = 2, 0, True
+
+    def wrap(self, model):
+        return model
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path):
+    from synthmix.core.errors import ConfigError
+
+    train, val = toy_data()
+    cfg = toy_config(6, epochs=1)
+    fit(toy_model(cfg), train, val, cfg, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="written by 1 process.*this run has 2"):
+        fit(toy_model(cfg), train, val, cfg, tmp_path, progress=False, dist=_TwoRankStub())

@@ -56,6 +56,10 @@ def test_near_ood_negatives_need_supcon(data):
     d["setups"].append({"name": "neg", "generator": "embedded", "near_ood_negatives": True,
                         "mix": {"kind": "per_real", "k": 1}})
     assert "near_ood_negatives needs loss: supcon" in error_of(d)
+    d["setups"][-1]["loss"] = "supcon"
+    assert "leave mix and schedule" in error_of(d)
+    d["setups"][-1]["mix"] = {}
+    parse_study(d)
 
 
 def test_generator_settings_are_validated_by_the_backend(data):

@@ -47,6 +47,7 @@ def saved_run(tmp_path: Path) -> Path:
         save_png(td / "run" / "eval" / "test" / "confusion.png", "C1")
         save_png(td / "run" / "eval" / "test" / "gradcam.png", "C2")
         save_png(td / "run" / "eval" / "val" / "roc.png", "C3")  # val figures are left out
+        save_png(td / "run" / "far_ood" / "images" / "crop_00.png", "C5")  # data a stage keeps, not a figure
         atomic_write_json(td / DONE, {"summary": {"run": "run"}})
         ed = stage_dir(run, c.evaluate.key)
         save_png(ed / "ood_hist.png", "C4")

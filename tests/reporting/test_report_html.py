@@ -93,7 +93,7 @@ def test_report_sections_and_failures(report):
                  "Grad-CAM", "Samples", "Resolved configuration", "real (reference)", "real · apple"):
         assert text in html
     assert "TrainingError: non-finite loss" in html  # the failed cell and its one-line error
-    assert "eval/val" not in html and "val/roc" not in html
+    assert "eval/val" not in html and "val/roc" not in html and "crop_00" not in html
 
 
 def test_report_of_a_directory_without_a_run_is_an_error(tmp_path):

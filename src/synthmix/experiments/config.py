@@ -93,6 +93,11 @@ class SetupSection(StrictModel):
             raise ValueError("uses synthetic images but names no generator")
         if self.near_ood_negatives and self.loss != "supcon":
             raise ValueError("near_ood_negatives needs loss: supcon (CE has no negatives)")
+        if self.loss == "supcon" and (self.mix.get("kind", "real_only") != "real_only" or self.schedule != "joint"):
+            # contrastive_setups takes real rows + every in-dist row (+ near-OOD negatives): a mix or
+            # a schedule here would be silently ignored, so it is refused
+            raise ValueError("loss: supcon uses the real images plus every curated in-distribution image "
+                             "of its generator; leave mix and schedule at their defaults")
         return self
 
 

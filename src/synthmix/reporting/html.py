@@ -130,16 +130,29 @@ def cell_figures(run: Path, summary: dict[str, Any]) -> dict[str, list[dict[str,
         if not c["done"] or (c["setup"], c["model"]) in seen:
             continue
         seen.add((c["setup"], c["model"]))
-        dirs = [_stage_dir(run, c["train"]), _stage_dir(run, c["evaluate"])]
-        for d in dirs:
-            for p in sorted(d.rglob("*.png")):
-                rel = p.relative_to(d)
-                if any(part in ("val", "pretrain", "tb") for part in rel.parts[:-1]):
-                    continue
-                label = rel.with_suffix("").as_posix().replace("run/eval/", "").replace("eval/", "")
-                out[figure_kind(p)].append({"title": f"{c['setup']} / {c['model']} (seed {c['seed']}): {label}",
-                                            "src": _file_uri(p), "setup": c["setup"]})
+        for p, label in _figure_files(run, c):
+            out[figure_kind(p)].append({"title": f"{c['setup']} / {c['model']} (seed {c['seed']}): {label}",
+                                        "src": _file_uri(p), "setup": c["setup"]})
     return out
+
+
+def _figure_files(run: Path, cell: dict[str, Any]) -> list[tuple[Path, str]]:
+    """A cell's figures: its training run's own (``<run>/*.png``, ``<run>/eval/<set>/*.png`` except
+    the val split) and its evaluation stage's (OOD histograms, extra folders). Image folders a
+    stage keeps as data (e.g. far-OOD crops) are not figures."""
+    files: list[tuple[Path, str]] = []
+    train_dir = _stage_dir(run, cell["train"])
+    done = train_dir / "done.json"
+    run_rel = read_json(done).get("summary", {}).get("run") if done.exists() else None
+    if run_rel:
+        rd = train_dir / run_rel
+        files += [(p, p.stem) for p in sorted(rd.glob("*.png"))]
+        files += [(p, f"{p.parent.name}/{p.stem}") for p in sorted(rd.glob("eval/*/*.png"))
+                  if p.parent.name != "val"]
+    ed = _stage_dir(run, cell["evaluate"])
+    files += [(p, p.stem) for p in sorted(ed.glob("*.png"))]
+    files += [(p, f"{p.parent.name}/{p.stem}") for p in sorted(ed.glob("eval/*/*.png"))]
+    return files
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -106,6 +106,9 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         if ck["config_hash"] != cfg_key:
             raise ConfigError(f"{ckpt_path}: checkpoint was written with a different training config; "
                               "use another run directory or delete the checkpoint")
+        if int(ck.get("world_size", 1)) != world:  # the global batch (and lr schedule) depend on it
+            raise ConfigError(f"{ckpt_path}: checkpoint was written by {int(ck.get('world_size', 1))} process(es), "
+                              f"this run has {world}; resume with the same number of processes")
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -171,7 +174,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                 writer.flush()
             if ckpt_path is not None and main:
                 save_checkpoint(ckpt_path, {
-                    "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped,
+                    "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped, "world_size": world,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history,
                     "rng": _rng_states(perm_gen, aug_gen),

@@ -3,7 +3,8 @@
 * a classifier trained on the real train images labels the real test images (baseline) and
   the generated images (class fidelity: the fraction it labels as the class they were made for),
   per class and, for img2img, per strength;
-* a classifier trained on generated images only is scored on the real test images;
+* a classifier trained on generated samples only is scored on the real test images, and one
+  trained on img2img variants (chosen in-dist strength) of every real train image;
 * img2img similarity to the parent: mean absolute pixel change (images in [0, 1]) and the cosine
   similarity of the real classifier's features.
 
@@ -91,7 +92,7 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
                      strengths: Sequence[float] = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                      parents_per_class: int | None = None, guidance: float = 2.0, steps: int = 25,
                      sampler: str = "ddim", seed: int = 0, classifier_epochs: int = 40,
-                     device: str = "cpu") -> dict[str, Any]:
+                     device: str = "cpu", img2img_synthetic_only: bool = True) -> dict[str, Any]:
     """The whole measurement as a JSON-able dict (see module doc). Real test rows: split "test"."""
     from synthmix.data.manifest import read_manifest, train_rows
     from synthmix.data.tensors import label_tensor, load_tensor
@@ -150,6 +151,21 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
                       "mean_abs_change": round(float(change.mean()), 4),
                       "feature_cosine": round(float(cos.mean()), 4)})
     report["strength_sweep"] = sweep
+    report["chosen_strengths"] = pick_strengths(sweep)
+
+    # Synthetic-only, DA-Fusion style: one img2img variant of every real train image at the chosen
+    # in-dist strength (every training pixel generated; the parents' layouts carried over).
+    s_in = report["chosen_strengths"]["in_dist"]
+    if img2img_synthetic_only and s_in is not None:
+        scfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), img2img_per_parent=1, in_dist_strengths=[s_in],
+                                      near_ood_strengths=[], guidance=guidance, steps=steps, sampler=sampler,
+                                      seed=seed + 1)
+        planned = plan_rows(scfg, loaded, train)
+        xi = render_all(gen, planned)
+        clf = train_classifier(xi, label_tensor(planned, classes), len(classes), epochs=classifier_epochs,
+                               seed=seed)
+        report["img2img_only_real_test"] = {"strength": s_in,
+                                            **accuracy_report(predict(clf, xte)[0], yte, classes)}
     report["total_s"] = round(time.perf_counter() - t_start, 1)
     return report
 

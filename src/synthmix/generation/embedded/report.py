@@ -60,6 +60,10 @@ def print_report(rep: dict[str, Any]) -> None:
                       ("synthetic-only clf on real test", "synthetic_only_real_test")):
         r = rep[key]
         t.add_row(name, f"{r['accuracy']:.3f}", *[f"{r['per_class'].get(c, float('nan')):.3f}" for c in classes])
+    if "img2img_only_real_test" in rep:
+        r = rep["img2img_only_real_test"]
+        t.add_row(f"img2img-only (s={r['strength']}) clf on real test", f"{r['accuracy']:.3f}",
+                  *[f"{r['per_class'].get(c, float('nan')):.3f}" for c in classes])
     console().print(t)
     s = Table(title="img2img strength sweep (parents: real train images)")
     for col in ("strength", "fidelity", *classes, "mean |change|", "feature cosine"):
