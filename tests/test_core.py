@@ -52,3 +52,14 @@ def test_safe_join_refuses_escape(tmp_path):
         safe_join(tmp_path, "../outside.png")
     with pytest.raises(SynthmixError, match="absolute"):
         safe_join(tmp_path, "/etc/passwd")
+
+
+def test_atomic_files_honour_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

@@ -78,6 +78,21 @@ def writer_lock(manifest: str | Path) -> Iterator[None]:
         fh.close()
 
 
+@contextmanager
+def wait_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a lock file, created if missing), waiting for it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+
+
 @dataclass
 class MergeResult:
     """What :func:`merge_shards` did: ``merged`` False when it skipped (see ``reason``)."""

@@ -19,7 +19,9 @@ class Generator(Protocol):
     """A backend: ``name`` + ``render(planned_rows) -> list of HxWx3 uint8 arrays``.
 
     ``render`` must use one ``torch.Generator`` per row, seeded from ``row["seed"]``, so that an
-    image does not depend on batch size or order.
+    image does not depend on batch size or order. An optional ``prepare()`` does one-time work
+    whose results are files in the output directory (e.g. textual inversion); the job runs it
+    before rendering, holding a lock, so parallel ranks do that work once and then load it.
     """
 
     name: str

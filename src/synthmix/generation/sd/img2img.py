@@ -98,6 +98,11 @@ class DAFusionGenerator:
             self.ready = True
         return self.pipe
 
+    def prepare(self) -> None:
+        """One-time work kept in ``out_dir`` (pipeline + textual inversion); the job runs it under a
+        lock, one process after another, so N ranks train the tokens once and then load them."""
+        self._pipeline()
+
     def learn_tokens(self) -> dict[str, Any]:
         """Textual inversion for every class of the parents (resumes / loads finished ones)."""
         from synthmix.core.log import console
