@@ -76,8 +76,13 @@ def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
     the same manifest (same rank twice) is refused with a ConfigError.
     """
     from synthmix.core.config import dump_yaml
-    from synthmix.generation.merge import (merge_shards, shard_manifest, shard_manifests, wait_lock,
-                                           writer_lock)
+    from synthmix.generation.merge import (
+        merge_shards,
+        shard_manifest,
+        shard_manifests,
+        wait_lock,
+        writer_lock,
+    )
     from synthmix.generation.protocol import run_generation, shard
     from synthmix.generation.registry import parse_generator_config
     from synthmix.generation.writer import ImageWriter
@@ -94,18 +99,18 @@ def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
     ids = [r["id"] for r in planned]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"generator.type {backend.name}: planned ids repeat (a backend bug)")
-    prepare = getattr(generator, "prepare", None)
-    if prepare is not None:
-        # One-time work stored in out_dir (textual inversion): the first rank to get the lock does
-        # it, the others then load its result instead of redoing (and racing on) it.
-        with wait_lock(out_dir / ".prepare.lock"):
-            prepare()
     manifest = out_dir / MANIFEST_NAME if world_size == 1 else shard_manifest(out_dir, rank)
     others = [m for m in [out_dir / MANIFEST_NAME, *shard_manifests(out_dir)] if m != manifest]
     with writer_lock(manifest):
         writer = ImageWriter(manifest, out_dir / "images", also_done=others)
+        n_todo = sum(1 for r in shard(planned, rank, world_size) if not writer.is_done(r["id"]))
         if on_plan:
-            on_plan(sum(1 for r in shard(planned, rank, world_size) if not writer.is_done(r["id"])))
+            on_plan(n_todo)
+        if n_todo and hasattr(generator, "prepare"):
+            # One-time work stored in out_dir (textual inversion): the first rank to get the lock
+            # does it, the others then load its result instead of redoing (and racing on) it.
+            with wait_lock(out_dir / ".prepare.lock"):
+                generator.prepare()
         counts = run_generation(generator, planned, writer, batch_size=cfg.batch_size, on_batch=on_batch,
                                 rank=rank, world_size=world_size)
     if merge:
