@@ -182,3 +182,17 @@ def test_two_processes_equal_one_process_byte_for_byte(tmp_path, manifest):
     assert _files(two) == _files(one) and len(_files(one)) == 4
     assert (two / "manifest.jsonl").read_bytes() == (one / "manifest.jsonl").read_bytes()
     assert audit_run(two)[0] == []
+
+
+def test_crash_between_merge_and_shard_deletion_is_harmless(tmp_path, manifest):
+    """Merged manifest + a leftover shard with the same rows: the audit passes, a re-merge cleans up."""
+    out = tmp_path / "out"
+    for r in range(2):
+        run_generate(_cfg(manifest, out), rank=r, world_size=2, merge=False)
+    kept = shard_manifest(out, 1).read_bytes()
+    assert merge_shards(out).merged
+    shard_manifest(out, 1).write_bytes(kept)  # as if the merge died before deleting this shard
+    assert audit_run(out)[0] == []
+    res = merge_shards(out)
+    assert res.merged and res.rows == 12 and shard_manifests(out) == []
+    assert len(read_jsonl(out / "manifest.jsonl")) == 12 and audit_run(out)[0] == []

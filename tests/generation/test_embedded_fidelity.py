@@ -14,8 +14,9 @@ def test_accuracy_report_per_class():
     assert rep == {"accuracy": round(4 / 6, 4), "per_class": {"a": 0.5, "b": 0.5, "c": 1.0}, "n": 6}
 
 
-def _row(s, acc, change):
-    return {"strength": s, "accuracy": acc, "mean_abs_change": change, "per_class": {"a": acc, "b": acc}}
+def _row(s, acc, change, cos=0.9):
+    return {"strength": s, "accuracy": acc, "mean_abs_change": change, "feature_cosine": cos,
+            "per_class": {"a": acc, "b": acc}}
 
 
 def test_pick_strengths_uses_the_measured_sweep():
@@ -30,3 +31,12 @@ def test_pick_strengths_uses_the_measured_sweep():
     assert pick_strengths(sweep, min_change_in_dist=0.5) == {"in_dist": 0.6, "near_ood": 0.8}
     assert pick_strengths(sweep, min_fidelity_in_dist=0.995) == {"in_dist": 0.2, "near_ood": 0.8}
     assert pick_strengths([]) == {"in_dist": None, "near_ood": None}
+
+
+def test_pick_strengths_keeps_in_dist_images_close_to_their_parent():
+    from synthmix.generation.embedded.fidelity import pick_strengths
+
+    # fidelity never falls below 0.95 (a strong model): the parent similarity bounds in-dist
+    sweep = [_row(0.4, 1.0, 0.05, 0.97), _row(0.8, 1.0, 0.10, 0.88), _row(0.9, 0.98, 0.14, 0.80 - 1e-3),
+             _row(1.0, 0.95, 0.37, 0.45)]
+    assert pick_strengths(sweep) == {"in_dist": 0.8, "near_ood": 1.0}

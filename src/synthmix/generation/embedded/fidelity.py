@@ -171,19 +171,22 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
 
 
 def pick_strengths(sweep: Sequence[dict[str, Any]], min_change_in_dist: float = 0.08,
-                   min_fidelity_in_dist: float = 0.95) -> dict[str, float | None]:
+                   min_fidelity_in_dist: float = 0.95, min_cosine_in_dist: float = 0.8) -> dict[str, float | None]:
     """Choose strengths from a measured sweep.
 
-    in_dist: the largest strength whose images still carry their class (fidelity ≥
-    ``min_fidelity_in_dist``) but visibly differ from the parent (mean change ≥
-    ``min_change_in_dist``), falling back to the largest strength with that fidelity;
-    near_ood: the smallest strength above it whose fidelity has fallen at least half-way from the
-    in-dist fidelity to the lowest fidelity of the sweep (the largest strength if none falls).
+    in_dist: the largest strength whose images keep their class (fidelity ≥
+    ``min_fidelity_in_dist``) and stay variants of their parent (feature cosine ≥
+    ``min_cosine_in_dist``) while visibly differing from it (mean change ≥ ``min_change_in_dist``);
+    without a visible change, the largest strength meeting the other two; failing those, the
+    smallest strength. near_ood: the smallest strength above it whose fidelity has fallen at least
+    half-way from the in-dist fidelity to the lowest fidelity of the sweep (the largest strength
+    if none falls).
     """
     rows = sorted(sweep, key=lambda r: r["strength"])
     if not rows:
         return {"in_dist": None, "near_ood": None}
-    ok = [r for r in rows if r["accuracy"] >= min_fidelity_in_dist]
+    ok = [r for r in rows if r["accuracy"] >= min_fidelity_in_dist
+          and r.get("feature_cosine", 1.0) >= min_cosine_in_dist]
     visible = [r for r in ok if r["mean_abs_change"] >= min_change_in_dist]
     pick = (visible or ok or rows[:1])[-1]
     floor = min(r["accuracy"] for r in rows)
