@@ -3,6 +3,8 @@ synthetic-only real-test accuracy and the img2img strength sweep; save the compa
 
     .venv/bin/python benchmarks/embedded_fidelity.py --out runs/bench-embedded [--steps 800]
     .venv/bin/python benchmarks/embedded_fidelity.py --out runs/bench-embedded --checkpoint CKPT
+    .venv/bin/python benchmarks/embedded_fidelity.py --out D --checkpoint CKPT \
+        --settings ddim:20:1.5,ddim:20:2.0,dpmpp:20:2.0 [--per-class 100]
 
 Prints the report tables (ratios side by side: real-only vs fidelity vs synthetic-only) and writes
 report.json + grid.png under --out. Reads ../shared/datasets/fruits (benchmarks may; the product
@@ -56,6 +58,59 @@ def speed(threads: int, batch_size: int = 64, resolution: int = 32, reps: int = 
               f"{resolution} px, {threads} threads)  {ms / results['small']:.2f}x small")
 
 
+def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, out: Path) -> None:
+    """Sampling settings side by side on one checkpoint (pure samples only, no img2img):
+    ``settings`` = comma-separated ``sampler:steps:guidance[:per_class]``. One real-trained
+    classifier judges every setting. Selection column: synthetic-only accuracy on the real *train*
+    images (never the test split); test is printed next to it for the report."""
+    import os
+    import time
+
+    from synthmix.core.io import atomic_write_json
+    from synthmix.data.manifest import read_manifest, train_rows
+    from synthmix.data.tensors import label_tensor, load_tensor
+    from synthmix.generation.embedded.backend import EmbeddedGenerator
+    from synthmix.generation.embedded.checkpoint import load_generator
+    from synthmix.generation.embedded.fidelity import (
+        accuracy_report,
+        predict,
+        sample_quality,
+        train_classifier,
+    )
+
+    loaded = load_generator(str(ckpt))
+    classes, res = loaded.classes, loaded.resolution
+    rows = read_manifest(manifest)
+    train = [r for r in train_rows(rows) if r["label"] in classes]
+    test = [r for r in rows if r.get("split") == "test" and r.get("source") == "real" and r["label"] in classes]
+    xtr, ytr = load_tensor(train, manifest, res), label_tensor(train, classes)
+    xte, yte = load_tensor(test, manifest, res), label_tensor(test, classes)
+    real_clf = train_classifier(xtr, ytr, len(classes))
+    real = accuracy_report(predict(real_clf, xte)[0], yte, classes)
+    gens = {}
+    results = []
+    print(f"checkpoint {loaded.checkpoint} ({loaded.step} steps); real-only on real test {real['accuracy']:.3f}")
+    print(f"{'sampler':8s} {'steps':>5s} {'guid':>5s} {'n/cls':>5s} {'fidelity':>8s} {'syn->train':>10s} "
+          f"{'syn->test':>9s} {'per class (test)':24s} {'img/s':>6s} load")
+    for item in settings.split(","):
+        parts = item.split(":")
+        sampler, steps, guidance = parts[0], int(parts[1]), float(parts[2])
+        n = int(parts[3]) if len(parts) > 3 else per_class
+        gen = gens.setdefault(sampler, EmbeddedGenerator(loaded, sampler, {}, manifest))
+        t0 = time.perf_counter()
+        q = sample_quality(gen, real_clf, xtr, ytr, xte, yte, per_class=n, guidance=guidance, steps=steps,
+                           sampler=sampler)
+        q.update(sampler=sampler, steps=steps, guidance=guidance, seconds=round(time.perf_counter() - t0, 1),
+                 load=os.getloadavg()[0])
+        results.append(q)
+        pc = " ".join(f"{v:.2f}" for v in q["synthetic_only_real_test"]["per_class"].values())
+        print(f"{sampler:8s} {steps:5d} {guidance:5.2f} {n:5d} {q['fidelity']['accuracy']:8.3f} "
+              f"{q['synthetic_only_real_train']['accuracy']:10.3f} {q['synthetic_only_real_test']['accuracy']:9.3f} "
+              f"{pc:24s} {q['sampling_img_per_s']:6.2f} {q['load']:.1f}", flush=True)
+        atomic_write_json(out / "settings.json", {"checkpoint": loaded.checkpoint, "steps_trained": loaded.step,
+                                                 "real_test": real, "settings": results})
+
+
 def main() -> None:
     from _fruits import fruits_manifest
     from synthmix.core.config import load_yaml, parse_config
@@ -79,6 +134,8 @@ def main() -> None:
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--speed", action="store_true", help="only time training steps of the presets")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", default=None,
+                    help="only compare sampling settings sampler:steps:guidance[:per_class],... on the checkpoint")
     args = ap.parse_args()
     if args.speed:
         speed(args.threads)
@@ -94,6 +151,9 @@ def main() -> None:
         if args.steps:
             data["steps"] = args.steps
         ckpt = train_generator(parse_config(TrainConfig, data, source=str(args.config)))
+    if args.settings:
+        sweep_settings(ckpt, manifest, args.settings, args.per_class, args.out)
+        return
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     rep = measure_fidelity(str(ckpt), str(manifest), per_class=args.per_class,

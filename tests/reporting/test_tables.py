@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from synthmix.reporting.tables import answer_table, fmt_ci, fmt_diff, headline_sentence, metric_title
+from synthmix.reporting.tables import (answer_table, fmt_ci, fmt_diff, headline_sentence, markdown_table,
+                                      metric_title)
 
 
 def ci(mean, lo=None, hi=None, n=3):
@@ -46,3 +47,13 @@ def test_headline_sentence_reports_the_difference_and_its_ci():
     s = headline_sentence(summary())
     assert "syn (m)" in s and "Δ +0.060 [+0.010, +0.110]" in s and "excludes zero" in s
     assert "No cell has finished" in headline_sentence({"setups": []})
+
+
+def test_markdown_table_values_bold_and_column_choice():
+    md = markdown_table(summary()).splitlines()
+    assert md[0] == "| setup | seeds | test accuracy | near-OOD FPR@95 (energy) |"
+    assert md[2] == "| real (reference) | 3/3 | 0.800 ± 0.050 | **0.500 ± 0.100** |"
+    assert md[3] == ("| syn | 3/3 | **0.860 ± 0.030** (Δ +0.060 [+0.010, +0.110]) "
+                     "| 0.600 ± 0.100 (Δ +0.100 [-0.100, +0.300]) |")
+    only = markdown_table(summary(), metrics=["test/accuracy"]).splitlines()
+    assert only[0] == "| setup | seeds | test accuracy |" and only[2] == "| real (reference) | 3/3 | 0.800 ± 0.050 |"

@@ -53,8 +53,19 @@ def status(target: Path = typer.Argument(..., help="a study YAML or a run direct
 
 @app.command("report")
 def report(run_dir: Path = typer.Argument(..., help="a run directory made by `synthmix run`"),
-           out: Path = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)")) -> None:
+           out: Path = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)"),
+           markdown: bool = typer.Option(False, "--markdown",
+                                         help="print the answer table as Markdown instead of writing HTML"),
+           metric: list[str] = typer.Option(None, "--metric",
+                                            help="with --markdown: only these columns (repeatable)")) -> None:
     """Write the self-contained HTML report from the run's saved results (trains nothing)."""
+    if markdown:
+        from synthmix.experiments.results import aggregate
+        from synthmix.reporting.tables import headline_sentence, markdown_table
+
+        summary = aggregate(run_dir)
+        typer.echo(headline_sentence(summary) + "\n\n" + markdown_table(summary, metrics=metric or None))
+        return
     from synthmix.reporting.html import build_report
 
     typer.echo(str(build_report(run_dir, out)))

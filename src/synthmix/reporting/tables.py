@@ -120,3 +120,22 @@ def headline_sentence(summary: dict[str, Any], metric: str = "test/accuracy", di
     elif ref:
         text += f" That is the reference setup itself: no synthetic setup beat {ref}."
     return text
+
+
+def markdown_table(summary: dict[str, Any], digits: int = 3, metrics: list[str] | None = None) -> str:
+    """The answer table as Markdown (for READMEs and notes): mean ± CI half-width, Δ to the
+    reference with its CI, best per column in bold. ``metrics`` picks columns (default: all)."""
+    cols, rows = answer_table(summary, digits)
+    keep = [j for j, k in enumerate(cols) if metrics is None or k in metrics]
+    head = ["setup", "seeds"] + [metric_title(cols[j]) for j in keep]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = []
+        for c in (r.cells[j] for j in keep):
+            text = f"**{c.text}**" if c.bold and c.text else c.text
+            if c.diff and not r.is_reference:
+                text += f" ({c.diff})"
+            cells.append(text)
+        name = f"{r.setup} (reference)" if r.is_reference else r.setup
+        lines.append("| " + " | ".join([name, f"{r.n_done}/{r.n_cells}", *cells]) + " |")
+    return "\n".join(lines) + "\n"

@@ -88,6 +88,37 @@ def render_all(generator, rows: Sequence[dict[str, Any]], batch_size: int = 64) 
     return torch.cat(out)
 
 
+def sample_quality(gen, real_clf, xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor,
+                   per_class: int = 100, guidance: float = 2.0, steps: int = 25, sampler: str = "ddim",
+                   seed: int = 0, classifier_epochs: int = 40) -> dict[str, Any]:
+    """Pure class-conditional samples (``per_class`` per class) of ``gen`` (an EmbeddedGenerator):
+
+    * ``fidelity``: the real-trained ``real_clf`` labelling them;
+    * ``synthetic_only_real_train``: a classifier trained on them alone, scored on the real train
+      images xtr/ytr (uint8 [N, 3, S, S]) -- a selection score that never looks at the test split
+      (optimistic: the generator learnt from these images);
+    * ``synthetic_only_real_test``: the same classifier on the real test images xte/yte.
+    """
+    from synthmix.data.tensors import label_tensor
+    from synthmix.generation.embedded.backend import plan_rows
+    from synthmix.generation.embedded.config import EmbeddedGenerateConfig
+
+    loaded, classes = gen.loaded, gen.loaded.classes
+    cfg = EmbeddedGenerateConfig(checkpoint=str(loaded.checkpoint), per_class=per_class, guidance=guidance, steps=steps,
+                                 sampler=sampler, seed=seed)
+    planned = plan_rows(cfg, loaded)
+    t0 = time.perf_counter()
+    xs = render_all(gen, planned)
+    dt = time.perf_counter() - t0
+    ys = label_tensor(planned, classes)
+    out: dict[str, Any] = {"per_class_samples": per_class, "sampling_img_per_s": round(len(planned) / dt, 2),
+                           "fidelity": accuracy_report(predict(real_clf, xs)[0], ys, classes)}
+    syn_clf = train_classifier(xs, ys, len(classes), epochs=classifier_epochs, seed=seed)
+    out["synthetic_only_real_train"] = accuracy_report(predict(syn_clf, xtr)[0], ytr, classes)
+    out["synthetic_only_real_test"] = accuracy_report(predict(syn_clf, xte)[0], yte, classes)
+    return out
+
+
 def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
                      strengths: Sequence[float] = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                      parents_per_class: int | None = None, guidance: float = 2.0, steps: int = 25,
@@ -117,19 +148,9 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     report["real_classifier_train_s"] = round(time.perf_counter() - t0, 1)
     report["real_test"] = accuracy_report(predict(real_clf, xte)[0], yte, classes)
 
-    cfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), per_class=per_class, guidance=guidance,
-                                 steps=steps, sampler=sampler, seed=seed)
     gen = EmbeddedGenerator(loaded, sampler, {r["id"]: r for r in train}, manifest)
-    planned = plan_rows(cfg, loaded)
-    t0 = time.perf_counter()
-    xs = render_all(gen, planned)
-    dt = time.perf_counter() - t0
-    ys = label_tensor(planned, classes)
-    report["sampling_img_per_s"] = round(len(planned) / dt, 2)
-    report["fidelity"] = accuracy_report(predict(real_clf, xs)[0], ys, classes)
-
-    syn_clf = train_classifier(xs, ys, len(classes), epochs=classifier_epochs, seed=seed)
-    report["synthetic_only_real_test"] = accuracy_report(predict(syn_clf, xte)[0], yte, classes)
+    report.update(sample_quality(gen, real_clf, xtr, ytr, xte, yte, per_class=per_class, guidance=guidance,
+                                 steps=steps, sampler=sampler, seed=seed, classifier_epochs=classifier_epochs))
 
     # img2img strength sweep over the real train images (the only allowed parents).
     by_id = sorted(train, key=lambda r: r["id"])

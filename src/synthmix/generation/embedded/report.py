@@ -57,7 +57,10 @@ def print_report(rep: dict[str, Any]) -> None:
     for c in classes:
         t.add_column(c)
     for name, key in (("real clf on real test", "real_test"), ("real clf on samples (fidelity)", "fidelity"),
+                      ("synthetic-only clf on real train (selection)", "synthetic_only_real_train"),
                       ("synthetic-only clf on real test", "synthetic_only_real_test")):
+        if key not in rep:
+            continue
         r = rep[key]
         t.add_row(name, f"{r['accuracy']:.3f}", *[f"{r['per_class'].get(c, float('nan')):.3f}" for c in classes])
     if "img2img_only_real_test" in rep:
