@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from synthmix.reporting.tables import (answer_table, fmt_ci, fmt_diff, headline_sentence, markdown_table,
-                                      metric_title)
+from synthmix.reporting.tables import (
+    answer_table,
+    fmt_ci,
+    fmt_diff,
+    headline_sentence,
+    markdown_table,
+    metric_title,
+)
 
 
 def ci(mean, lo=None, hi=None, n=3):
