@@ -41,6 +41,7 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
     from synthmix.experiments.results import aggregate
 
     cfg, plan, run = prepare(config, run_dir)
+    preflight(cfg)
     # The device is a runtime choice, not part of any stage key (see stages.device).
     os.environ["SYNTHMIX_DEVICE"] = device or cfg.device
     if threads or cfg.threads:
@@ -58,6 +59,23 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
                       "blocked": sum(v == "blocked" for v in outcome.values())}
     atomic_write_json(run / "results" / "summary.json", summary)
     return summary
+
+
+def preflight(cfg) -> None:
+    """Checks that need the machine, not just the file, done before any stage runs: a Stable
+    Diffusion model that is neither a local folder nor in the HF cache stops the study here,
+    not after the scan and the real-only cells."""
+    from synthmix.core.errors import ConfigError
+
+    for name, gen in cfg.generators.items():
+        model = gen.generate.get("model")
+        if gen.type in ("text2img", "dafusion") and model:
+            from synthmix.generation.sd.pipeline import resolve_model
+
+            try:
+                resolve_model(str(model), gen.generate.get("revision"))
+            except ConfigError as err:
+                raise ConfigError(f"generators.{name}.generate.model: {str(err).split(': ', 1)[-1]}") from None
 
 
 def _printer():
