@@ -77,3 +77,18 @@ def test_cross_dataset_without_overlap_is_a_clear_error(tmp_path):
     root = make_imagefolder(tmp_path / "other", per_class={"kiwi": 1}, splits=("train",))
     with pytest.raises(DataError, match="no class folder matches"):
         folder_rows(root / "train", ["apple", "banana"])
+
+
+def test_set_name_cannot_escape_the_output_dir(tmp_path):
+    import numpy as np
+    import pytest
+
+    from synthmix.core.errors import SynthmixError
+    from synthmix.evaluation.evaluate import evaluate_model
+    from synthmix.models import create_model
+
+    model = create_model("tiny_cnn", 2)
+    x = np.zeros((2, 3, 8, 8), dtype=np.uint8)
+    with pytest.raises(SynthmixError, match="escapes"):
+        evaluate_model(model, x, np.array([0, 1]), ["a", "b"], tmp_path / "eval", name="../outside")
+    assert not (tmp_path / "outside").exists()

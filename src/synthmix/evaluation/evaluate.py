@@ -42,7 +42,9 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
     from synthmix.evaluation.features import extract
     from synthmix.evaluation.metrics import classification_metrics, softmax
 
-    d = Path(out_dir) / name
+    from synthmix.core.paths import safe_join
+
+    d = safe_join(out_dir, name)  # a set name like "../x" must not write outside the run
     d.mkdir(parents=True, exist_ok=True)
     n = int(x_uint8.shape[0])
     labels = np.full(n, -1, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).copy()
