@@ -37,12 +37,11 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
                    normalization: str = "imagenet", batch_size: int = 256, device: str = "cpu",
                    gradcam_per_class: int = 2, seed: int = 0) -> dict[str, Any]:
     """Evaluate ``model`` on ``x_uint8`` (labels ``y``); write ``out_dir/name/*``; return the metrics."""
+    from synthmix.core.paths import safe_join
     from synthmix.evaluation.calibration import plot_reliability
     from synthmix.evaluation.curves import plot_confusion, plot_pr, plot_roc
     from synthmix.evaluation.features import extract
     from synthmix.evaluation.metrics import classification_metrics, softmax
-
-    from synthmix.core.paths import safe_join
 
     d = safe_join(out_dir, name)  # a set name like "../x" must not write outside the run
     d.mkdir(parents=True, exist_ok=True)
