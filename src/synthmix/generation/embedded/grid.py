@@ -24,7 +24,7 @@ def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, scale: int =
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     with atomic_path(path, suffix=".png") as tmp:
-        img.save(tmp, format="PNG")
+        img.save(tmp, format="PNG", optimize=True)  # smaller files for docs
     return Path(path)
 
 
