@@ -13,6 +13,8 @@ BEGIN, END = "<!-- corpus:begin -->", "<!-- corpus:end -->"
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case, tmp_path):
+    """Each case asserts its exact outcome inside ``case.fn``; the outcome it checks is also documented."""
+    assert case.outcome.strip(), f"{case.id}: no documented outcome"
     case.fn(tmp_path)
 
 
