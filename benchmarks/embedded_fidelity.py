@@ -67,24 +67,19 @@ def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, ou
     import time
 
     from synthmix.core.io import atomic_write_json
-    from synthmix.data.manifest import read_manifest, train_rows
-    from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.generation.embedded.backend import EmbeddedGenerator
     from synthmix.generation.embedded.checkpoint import load_generator
     from synthmix.generation.embedded.fidelity import (
         accuracy_report,
         predict,
+        real_split_tensors,
         sample_quality,
         train_classifier,
     )
 
     loaded = load_generator(str(ckpt))
     classes, res = loaded.classes, loaded.resolution
-    rows = read_manifest(manifest)
-    train = [r for r in train_rows(rows) if r["label"] in classes]
-    test = [r for r in rows if r.get("split") == "test" and r.get("source") == "real" and r["label"] in classes]
-    xtr, ytr = load_tensor(train, manifest, res), label_tensor(train, classes)
-    xte, yte = load_tensor(test, manifest, res), label_tensor(test, classes)
+    train, (xtr, ytr), (xte, yte) = real_split_tensors(manifest, classes, res)
     real_clf = train_classifier(xtr, ytr, len(classes))
     real = accuracy_report(predict(real_clf, xte)[0], yte, classes)
     gens = {}

@@ -119,13 +119,27 @@ def sample_quality(gen, real_clf, xtr: torch.Tensor, ytr: torch.Tensor, xte: tor
     return out
 
 
+def real_split_tensors(manifest: str, classes: Sequence[str], resolution: int):
+    """The manifest's real train and test images of ``classes`` at ``resolution``.
+
+    Returns ``(train_rows, (x_train uint8 [N,3,R,R], y_train [N]), (x_test, y_test))``.
+    """
+    from synthmix.data.manifest import read_manifest, train_rows
+    from synthmix.data.tensors import label_tensor, load_tensor
+
+    rows = read_manifest(manifest)
+    train = [r for r in train_rows(rows) if r["label"] in classes]
+    test = [r for r in rows if r.get("split") == "test" and r.get("source") == "real" and r["label"] in classes]
+    return (train, (load_tensor(train, manifest, resolution), label_tensor(train, classes)),
+            (load_tensor(test, manifest, resolution), label_tensor(test, classes)))
+
+
 def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
                      strengths: Sequence[float] = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                      parents_per_class: int | None = None, guidance: float = 2.0, steps: int = 25,
                      sampler: str = "ddim", seed: int = 0, classifier_epochs: int = 40,
                      device: str = "cpu", img2img_synthetic_only: bool = True) -> dict[str, Any]:
     """The whole measurement as a JSON-able dict (see module doc). Real test rows: split "test"."""
-    from synthmix.data.manifest import read_manifest, train_rows
     from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.generation.embedded.backend import EmbeddedGenerator, plan_rows
     from synthmix.generation.embedded.checkpoint import load_generator
@@ -134,11 +148,7 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     t_start = time.perf_counter()
     loaded = load_generator(checkpoint, device=device)
     classes, res = loaded.classes, loaded.resolution
-    rows = read_manifest(manifest)
-    train = [r for r in train_rows(rows) if r["label"] in classes]
-    test = [r for r in rows if r.get("split") == "test" and r.get("source") == "real" and r["label"] in classes]
-    xtr, ytr = load_tensor(train, manifest, res), label_tensor(train, classes)
-    xte, yte = load_tensor(test, manifest, res), label_tensor(test, classes)
+    train, (xtr, ytr), (xte, yte) = real_split_tensors(manifest, classes, res)
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "checkpoint_sha": loaded.checkpoint,
                               "generator_steps_trained": loaded.step, "resolution": res, "classes": classes,
                               "sampler": sampler, "sampling_steps": steps, "guidance": guidance}
