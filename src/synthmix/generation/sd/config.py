@@ -61,6 +61,16 @@ class SpeedConfig(StrictModel):
     vae_slicing: bool = False        # decode a batch one image at a time (less memory)
     fuse_qkv: bool = False           # fuse attention q/k/v projections (diffusers fuse_qkv_projections)
 
+    @model_validator(mode="after")
+    def _fused_needs_sdpa(self) -> SpeedConfig:
+        # diffusers' fuse_qkv_projections() installs its own FusedAttnProcessor2_0 (SDPA): it would
+        # silently replace the classic processor, and diffusers has no classic fused processor.
+        if self.fuse_qkv and self.attention == "classic":
+            raise ValueError("attention: classic cannot be combined with fuse_qkv: true (diffusers' fused "
+                             "q/k/v projections always use scaled_dot_product_attention); "
+                             "use attention: sdpa or fuse_qkv: false")
+        return self
+
 
 class PromptConfig(StrictModel):
     """Class prompts: ``templates`` cycle over the images of a class; ``names`` replace vague class names."""
