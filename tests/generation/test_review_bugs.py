@@ -26,3 +26,92 @@ def test_classic_attention_with_fused_qkv_is_refused(cls_name):
     # each alone stays valid
     for speed in ({"attention": "classic"}, {"attention": "sdpa", "fuse_qkv": True}):
         parse_config(getattr(sd_config, cls_name), {"model": "m", "speed": speed}, source="generator")
+
+
+# ---------------------------------------------------------------- embedded: interp with one class
+
+
+@pytest.fixture(scope="module")
+def one_class(tmp_path_factory):
+    """(checkpoint, manifest) of a tiny embedded generator trained 4 steps on a single class."""
+    from embedded_helpers import folder_manifest, tiny_train_config
+
+    from conftest import make_imagefolder
+    from synthmix.generation.embedded.train import train_generator
+
+    root = tmp_path_factory.mktemp("one_class")
+    ds = make_imagefolder(root / "ds", per_class={"apple": 6}, test_per_class=1)
+    manifest = folder_manifest(ds, root / "manifest.jsonl")
+    ckpt = train_generator(tiny_train_config(manifest, root / "model"), show_progress=False)
+    return ckpt, manifest
+
+
+def _build(manifest, out_dir, **fields):
+    from synthmix.data.manifest import read_manifest, train_rows
+    from synthmix.generation.embedded.backend import build
+    from synthmix.generation.embedded.config import EmbeddedGenerateConfig
+
+    cfg = EmbeddedGenerateConfig(steps=2, device="cpu", **fields)
+    return build(cfg, train_rows(read_manifest(manifest)), manifest, out_dir)
+
+
+def test_interp_with_one_class_is_a_config_error(one_class, tmp_path):
+    """Before: no interp row was planned and no error raised (the near-OOD images the user asked
+    for were silently missing, found out only when a later stage needed them)."""
+    ckpt, manifest = one_class
+    with pytest.raises(ConfigError, match=r"generator\.interp_per_class: 3 .* at least two .* got 1 \(apple\)"):
+        _build(manifest, tmp_path, checkpoint=str(ckpt), per_class=1, interp_per_class=3)
+    _, planned = _build(manifest, tmp_path, checkpoint=str(ckpt), per_class=2, interp_per_class=0)
+    assert [r["method"] for r in planned] == ["sample", "sample"]
+
+
+def test_interp_with_one_class_fails_before_training(tmp_path, monkeypatch):
+    """With ``train`` settings (no checkpoint) the error comes before the generator is trained:
+    here three classes, two excluded from training."""
+    from embedded_helpers import folder_manifest
+
+    from conftest import make_imagefolder
+    from synthmix.generation.embedded import backend
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the generator was trained before the config error")
+
+    monkeypatch.setattr(backend, "resolve_checkpoint", no_training)
+    manifest = folder_manifest(make_imagefolder(tmp_path / "ds", per_class={"apple": 2, "banana": 2,
+                                                                             "mixed": 2}, test_per_class=1),
+                               tmp_path / "manifest.jsonl")
+    train = {"exclude_classes": ["banana", "mixed"], "steps": 1}
+    with pytest.raises(ConfigError, match=r"generator\.interp_per_class.*got 1 \(apple\)"):
+        _build(manifest, tmp_path / "gen", train=train, interp_per_class=1)
+    with pytest.raises(ConfigError, match=r"generator\.interp_per_class.*got 1 \(mixed\)"):
+        _build(manifest, tmp_path / "gen", train={"classes": ["mixed"]}, interp_per_class=1)
+    with pytest.raises(AssertionError, match="trained before"):  # two classes: planning goes on
+        _build(manifest, tmp_path / "gen", train={"exclude_classes": ["mixed"]}, interp_per_class=1)
+
+
+def test_interp_rows_mix_each_class_with_every_other(tmp_path):
+    """The planned interp rows with 3 classes: each class mixed in turn with each other class."""
+    from types import SimpleNamespace
+
+    from synthmix.generation.embedded.backend import plan_rows
+    from synthmix.generation.embedded.config import EmbeddedGenerateConfig
+
+    loaded = SimpleNamespace(classes=["a", "b", "c"], checkpoint="x" * 12)
+    cfg = EmbeddedGenerateConfig(checkpoint="unused.pt", interp_per_class=4, interp_weight=0.3)
+    rows = plan_rows(cfg, loaded)  # type: ignore[arg-type]
+    pairs = [(r["label"], r["interp_label"]) for r in rows]
+    assert pairs == [("a", "b"), ("a", "c"), ("a", "b"), ("a", "c"), ("b", "c"), ("b", "a"), ("b", "c"),
+                     ("b", "a"), ("c", "a"), ("c", "b"), ("c", "a"), ("c", "b")]
+    assert {r["role"] for r in rows} == {"near_ood"} and {r["interp_weight"] for r in rows} == {0.3}
+
+
+def test_comparison_grid_of_a_one_class_generator(one_class, tmp_path):
+    """Before: the grid asked for interp rows, got none and crashed in torch.cat on the empty group."""
+    from PIL import Image
+
+    from synthmix.generation.embedded.report import comparison_grid
+
+    ckpt, manifest = one_class
+    out = comparison_grid(ckpt, manifest, tmp_path / "grid.png", n=2, strengths=(0.5,), steps=2)
+    # 1 class: rows real, samples, img2img at 0.5 (no interp row) of 2 images of 16 px, padding 2, scale 2
+    assert Image.open(out).size == (2 * (2 * 18 + 2), 2 * (3 * 18 + 2))

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from synthmix.core.errors import ConfigError
 from synthmix.core.hashing import config_hash
 from synthmix.core.seeding import derive_seed
 from synthmix.generation.embedded.checkpoint import LoadedGenerator, load_generator
@@ -115,13 +116,33 @@ def plan_rows(cfg: EmbeddedGenerateConfig, loaded: LoadedGenerator,
                     for s in strengths:
                         for j in range(cfg.img2img_per_parent):
                             add(c, "img2img", role, j, strength=float(s), parent_id=p["id"])
-    if cfg.interp_per_class and len(classes) > 1:
+    check_interp_classes(cfg, classes)
+    if cfg.interp_per_class:
         for ci, c in enumerate(classes):
             for i in range(cfg.interp_per_class):
                 other = classes[(ci + 1 + i % (len(classes) - 1)) % len(classes)]
                 add(c, "interp", "near_ood", i, strength=None, parent_id=None, interp_label=other,
                     interp_weight=cfg.interp_weight)
     return rows
+
+
+def check_interp_classes(cfg: EmbeddedGenerateConfig, classes: Sequence[str]) -> None:
+    """ConfigError when ``interp_per_class > 0`` but fewer than two classes: an interpolated image
+    mixes its class with another one, and there is none (the rows would silently be missing)."""
+    if cfg.interp_per_class and len(classes) < 2:
+        raise ConfigError(f"generator.interp_per_class: {cfg.interp_per_class} class-interpolated images per "
+                          f"class need at least two generator classes to mix, got {len(classes)} "
+                          f"({', '.join(classes) or 'none'}); set interp_per_class: 0 or train on more classes")
+
+
+def training_classes(cfg: EmbeddedGenerateConfig, real_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The classes a generator trained with ``cfg.train`` on ``real_rows`` will have (as in
+    :func:`synthmix.generation.embedded.train.load_training_data`), known before any training."""
+    train = cfg.train or {}
+    if train.get("classes") is not None:
+        return list(train["classes"])
+    excluded = set(train.get("exclude_classes") or ())
+    return sorted({r["label"] for r in real_rows if r["label"] not in excluded})
 
 
 def resolve_checkpoint(cfg: EmbeddedGenerateConfig, manifest_path: str | Path, out_dir: str | Path) -> Path:
@@ -143,6 +164,8 @@ def build(cfg: EmbeddedGenerateConfig, real_rows: Sequence[dict[str, Any]], mani
 
     parents = list(real_rows) if cfg.img2img_per_parent else []
     assert_train_only(parents, "embedded img2img")
+    if not cfg.checkpoint:
+        check_interp_classes(cfg, training_classes(cfg, real_rows))  # before minutes of training
     loaded = load_generator(resolve_checkpoint(cfg, manifest_path, out_dir), device=pick_device(cfg.device))
     planned = plan_rows(cfg, loaded, parents)
     gen = EmbeddedGenerator(loaded, cfg.sampler, {r["id"]: r for r in parents}, manifest_path)

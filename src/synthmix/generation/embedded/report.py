@@ -13,7 +13,8 @@ def comparison_grid(checkpoint: str | Path, manifest: str | Path, out: str | Pat
                     strengths: Sequence[float] = (0.3, 0.5, 0.7, 0.9), interp_weight: float = 0.5,
                     guidance: float = 2.0, steps: int = 25, sampler: str = "ddim", seed: int = 0) -> Path:
     """Rows per class: n real train images; n samples; img2img of those real images at each
-    strength; n class-interpolated samples. Saved as one PNG (rows in that order, classes stacked)."""
+    strength; n class-interpolated samples (only with two classes or more). Saved as one PNG (rows in
+    that order, classes stacked)."""
     from synthmix.data.manifest import read_manifest, train_rows
     from synthmix.data.tensors import load_tensor
     from synthmix.generation.embedded.backend import EmbeddedGenerator, plan_rows
@@ -31,13 +32,14 @@ def comparison_grid(checkpoint: str | Path, manifest: str | Path, out: str | Pat
         cfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), per_class=n, guidance=guidance, steps=steps,
                                      sampler=sampler, seed=seed, img2img_per_parent=1,
                                      in_dist_strengths=list(strengths), near_ood_strengths=[],
-                                     interp_per_class=n, interp_weight=interp_weight)
+                                     interp_per_class=n if len(loaded.classes) > 1 else 0,
+                                     interp_weight=interp_weight)
         planned = [r for r in plan_rows(cfg, loaded, parents) if r["label"] == c]
         rows_out.append(load_tensor(parents, manifest, loaded.resolution).float() / 255)
         groups = [[r for r in planned if r["method"] == "sample"]]
         groups += [[r for r in planned if r["method"] == "img2img" and r["strength"] == s] for s in strengths]
         groups.append([r for r in planned if r["method"] == "interp"])
-        for g in groups:
+        for g in filter(None, groups):
             rows_out.append(render_all(gen, g).float() / 255)
     return save_image_grid(rows_out, out)
 
