@@ -1,0 +1,80 @@
+"""Fréchet distance (FID) and kernel distance (KID) between two feature sets.
+
+Formulas as in torchmetrics / torch-fidelity (Heusel et al. 2017; Bińkowski et al. 2018):
+
+- FID = ||mu_r - mu_f||² + Tr(S_r + S_f - 2 (S_r S_f)^{1/2}), covariances with N - 1;
+  Tr((S_r S_f)^{1/2}) = sum of square roots of the eigenvalues of S_r S_f (computed in
+  float64; negative round-off eigenvalues are clipped to 0).
+- KID = unbiased MMD² with the polynomial kernel k(x, y) = (x·y / D + 1)³, averaged over
+  ``subsets`` random subsets of ``subset_size`` points drawn without replacement from each
+  set (torch-fidelity defaults: 100 subsets of 1000); the spread over subsets is returned.
+
+Both numbers depend on the feature space: an FID in a classifier's features is NOT comparable
+to an Inception FID (the usual "FID"), nor across classifiers. Small sets bias FID upwards
+(a 512-d covariance from 50 images is rank-deficient); KID is unbiased, prefer it per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x [N, D] -> (mean [D], covariance [D, D]) in float64 (N - 1 normalisation; N >= 2)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"FID needs [N, D] features with N >= 2, got shape {x.shape}")
+    mu = x.mean(0)
+    xc = x - mu
+    return mu, (xc.T @ xc) / (len(x) - 1)
+
+
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1 [D], s1 [D, D]) and N(mu2, s2)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    ev = np.linalg.eigvals(s1 @ s2)
+    tr_sqrt = np.sqrt(np.clip(ev.real, 0.0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+
+
+def fid(real: np.ndarray, fake: np.ndarray) -> float:
+    """real [N, D], fake [M, D] -> FID (>= 0 up to round-off; 0 for identical sets)."""
+    return max(0.0, frechet_distance(*mean_cov(real), *mean_cov(fake)))
+
+
+def _mmd2_unbiased(x, y) -> float:
+    """Unbiased MMD² with the cubic polynomial kernel; x, y torch float64 [m, D] (same m)."""
+    d = x.shape[1]
+    m = x.shape[0]
+    kxx = (x @ x.T / d + 1) ** 3
+    kyy = (y @ y.T / d + 1) ** 3
+    kxy = (x @ y.T / d + 1) ** 3
+    sxx = kxx.sum() - kxx.diagonal().sum()
+    syy = kyy.sum() - kyy.diagonal().sum()
+    return float((sxx + syy) / (m * (m - 1)) - 2 * kxy.sum() / (m * m))
+
+
+def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> dict[str, float]:
+    """real [N, D], fake [M, D] -> {kid (mean over subsets), kid_std, subset_size, subsets}.
+
+    ``subset_size`` is clamped to min(N, M) (>= 2). With subset_size = N = M every subset
+    is the whole set, so the value equals one unbiased MMD² of the full sets.
+    """
+    import torch
+
+    real, fake = np.asarray(real), np.asarray(fake)
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 points per set, got {len(real)} real, {len(fake)} fake")
+    rt = torch.as_tensor(real, dtype=torch.float64)
+    ft = torch.as_tensor(fake, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(subsets):
+        ir = torch.randperm(len(real), generator=g)[:m]
+        jf = torch.randperm(len(fake), generator=g)[:m]
+        vals.append(_mmd2_unbiased(rt[ir], ft[jf]))
+    v = np.array(vals)
+    return {"kid": float(v.mean()), "kid_std": float(v.std()), "subset_size": m, "subsets": subsets}
