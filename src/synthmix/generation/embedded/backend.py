@@ -36,13 +36,19 @@ class EmbeddedGenerator:
     """``render(rows)`` -> list of float [S, S, 3] arrays in [0, 1] (see module doc for methods).
 
     ``parents``: real rows by id (img2img parents), read from ``manifest_path``'s directory.
+    ``batch_size``: most rows per sampling (denoise) call, bounding memory (None: a whole group of
+    rows that share method and settings at once); images do not depend on it (one generator per row).
     """
 
     name = GENERATOR_NAME
 
     def __init__(self, loaded: LoadedGenerator, sampler: str = "ddim",
-                 parents: dict[str, dict[str, Any]] | None = None, manifest_path: str | Path | None = None):
+                 parents: dict[str, dict[str, Any]] | None = None, manifest_path: str | Path | None = None,
+                 batch_size: int | None = None):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.loaded = loaded
+        self.batch_size = batch_size
         self.sampler = sampler
         self.parents = parents or {}
         self.manifest_path = manifest_path
@@ -55,9 +61,12 @@ class EmbeddedGenerator:
             key = (r["method"], r.get("strength"), r["guidance"], r["steps"], r.get("interp_weight"))
             groups.setdefault(key, []).append(i)
         for (method, strength, guidance, steps, weight), idx in groups.items():
-            imgs = self._render_group([rows[i] for i in idx], method, strength, guidance, steps, weight)
-            for i, img in zip(idx, imgs, strict=True):
-                out[i] = img
+            step = self.batch_size or len(idx)
+            for start in range(0, len(idx), step):
+                part = idx[start:start + step]
+                imgs = self._render_group([rows[i] for i in part], method, strength, guidance, steps, weight)
+                for i, img in zip(part, imgs, strict=True):
+                    out[i] = img
         return out
 
     def _render_group(self, rows, method, strength, guidance, steps, weight) -> list[Any]:
@@ -168,7 +177,8 @@ def build(cfg: EmbeddedGenerateConfig, real_rows: Sequence[dict[str, Any]], mani
         check_interp_classes(cfg, training_classes(cfg, real_rows))  # before minutes of training
     loaded = load_generator(resolve_checkpoint(cfg, manifest_path, out_dir), device=pick_device(cfg.device))
     planned = plan_rows(cfg, loaded, parents)
-    gen = EmbeddedGenerator(loaded, cfg.sampler, {r["id"]: r for r in parents}, manifest_path)
+    gen = EmbeddedGenerator(loaded, cfg.sampler, {r["id"]: r for r in parents}, manifest_path,
+                            batch_size=cfg.batch_size)
     return gen, planned
 
 

@@ -110,7 +110,9 @@ class EmbeddedGenerateConfig(SamplerConfig):
     max_parents_per_class: int | None = Field(None, ge=1, description="cap on img2img parents per class")
     split: str = Field("train", description="split of generated rows (they are training data; "
                        "train_rows() still keeps them out of generator training: source != real)")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="most images per sampling (denoise) call, bounding "
+                            "memory; within the job's rows per render call (GenerateConfig.batch_size), "
+                            "so the smaller of the two applies; images do not depend on it")
     seed: int = 0
     device: str = "auto"
 
