@@ -49,6 +49,10 @@ def test_calibrate_and_rules():
     assert assign_role(0.99, 0.0, 0, 0, "blank", th, cfg) == ("reject", "blank")
     loose = SortConfig(require_agreement=False)
     assert assign_role(0.9, 0.1, 1, 0, None, Thresholds(0.5, 0.2, 0.4, 3), loose)[0] == "in_dist"
+    # made as near-OOD (interpolated / high strength): never promoted to in_dist, may be rejected
+    assert assign_role(0.9, 0.1, 0, 0, None, th, cfg, planned="near_ood")[0] == "near_ood"
+    assert assign_role(0.9, 0.5, 0, 0, None, th, cfg, planned="near_ood")[0] == "reject"
+    assert assign_role(0.9, 0.1, 0, 0, None, th, cfg, planned="in_dist")[0] == "in_dist"
 
 
 def _run_and_synthetic(tmp_path):
@@ -88,9 +92,6 @@ def _run_and_synthetic(tmp_path):
     add("black", Image.new("RGB", (40, 32), (0, 0, 0)), "banana")
     add("noise", Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)), "orange")
     add("wrong_class", make_image(COLOURS["banana"], seed=77), "apple")  # a banana called apple
-    (syn_dir / "broken.png").write_bytes(b"not an image")
-    kinds["broken"] = new_row(id="broken", path=str(syn_dir / "broken.png"), label="apple", split="train",
-                              source="standin", role="unsorted")
     mixed = syn_dir / "manifest.jsonl"
     write_manifest(mixed, rows + list(kinds.values()))
     return mixed, tmp_path / "run"
@@ -110,7 +111,7 @@ def test_curation_sorts_corrupted_images_out(trained):
     before = {p.name for p in (tmp_path / "syn").iterdir()}
     s = curate_manifest(manifest, run, tmp_path / "cur")
     out = {r["id"]: r for r in read_manifest(tmp_path / "cur" / "manifest.jsonl")}
-    for bad in ("blank", "black", "broken"):
+    for bad in ("blank", "black"):
         assert out[bad]["role"] == "reject", (bad, out[bad]["curation_reason"])
     for bad in ("noise", "wrong_class"):
         assert out[bad]["role"] in ("reject", "near_ood"), (bad, out[bad]["curation_reason"])
@@ -122,7 +123,8 @@ def test_curation_sorts_corrupted_images_out(trained):
     assert all(r["role"] is None for r in out.values() if r["source"] == "real")
     assert {p.name for p in (tmp_path / "syn").iterdir()} == before
     listed = (tmp_path / "cur" / "rejected.txt").read_text()
-    assert "blank.png" in listed and "broken.png" in listed
+    assert "blank.png" in listed and "black.png" in listed
+    assert s["reject_reasons"] and sum(s["reject_reasons"].values()) == s["counts"]["reject"]
     assert (tmp_path / "cur" / "grid_reject.png").read_bytes()[:4] == b"\x89PNG"
     assert s["counts"]["reject"] >= 3
 
@@ -151,3 +153,42 @@ def test_curate_cli_and_missing_val(trained, tmp_path):
     s = curate_manifest(tmp_path / "syn_only.jsonl", run, tmp_path / "c3")
     out = {r["id"]: r for r in read_manifest(tmp_path / "c3" / "manifest.jsonl")}
     assert len(out) == len(syn_only) and out["blank"]["role"] == "reject" and s["thresholds"]["n_val"] > 0
+
+
+def test_unreadable_generated_image_is_an_error_not_a_reject(trained, tmp_path):
+    """A generated file that cannot be read is the generating stage's error: curation stops and
+    names the file instead of reporting it as a 'reject' (the relative-path bug of the demo)."""
+    from synthmix.core.errors import DataError
+    from synthmix.curation.run import curate_manifest
+    from synthmix.data.manifest import new_row, read_manifest, write_manifest
+
+    manifest, run, _ = trained
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    rows = read_manifest(manifest) + [new_row(id="broken", path=str(tmp_path / "broken.png"), label="apple",
+                                              split="train", source="standin", role="unsorted")]
+    write_manifest(tmp_path / "m.jsonl", rows)
+    with pytest.raises(DataError, match=r"broken\.png.*1 of 14 synthetic images .* cannot be read"):
+        curate_manifest(tmp_path / "m.jsonl", run, tmp_path / "out")
+    missing = read_manifest(manifest) + [new_row(id="gone", path="images/gone.png", label="apple",
+                                                 split="train", source="standin", role="unsorted")]
+    write_manifest(tmp_path / "m2.jsonl", missing)
+    with pytest.raises(DataError, match="gone.png"):
+        curate_manifest(tmp_path / "m2.jsonl", run, tmp_path / "out2")
+
+
+def test_too_many_rejects_fail_with_counts_by_reason(trained, tmp_path):
+    from synthmix.core.errors import CurationError
+    from synthmix.curation.run import CurationConfig, curate_manifest
+    from synthmix.data.manifest import read_manifest, write_manifest
+
+    manifest, run, _ = trained
+    rows = [r for r in read_manifest(manifest) if r["source"] == "real" or r["id"] in ("blank", "black")]
+    write_manifest(tmp_path / "m.jsonl", rows)
+    with pytest.raises(CurationError, match=r"rejected 2 of 2 synthetic images .*reasons: .*1 x black"):
+        curate_manifest(tmp_path / "m.jsonl", run, tmp_path / "out")
+    s = curate_manifest(tmp_path / "m.jsonl", run, tmp_path / "out3", CurationConfig(max_reject_fraction=1.0))
+    assert s["counts"] == {"reject": 2} and "100% of the synthetic images were rejected" in s["warnings"][0]
+    only_real = [r for r in rows if r["source"] == "real"]
+    write_manifest(tmp_path / "real.jsonl", only_real)
+    with pytest.raises(CurationError, match="no synthetic rows"):
+        curate_manifest(tmp_path / "real.jsonl", run, tmp_path / "out4")

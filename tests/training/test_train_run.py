@@ -48,8 +48,13 @@ def test_train_run_layout_two_stage_mix_and_evaluate(tiny_folder, tmp_path):
     assert res["eval"]["test"]["n"] == 9 and 0 <= res["eval"]["test"]["accuracy"] <= 1
     assert any((run / "tb").iterdir())
     # the stored config is resolved and reloads; a different config in the same dir is refused
+    # (paths inside the run tree are stored relative, outside ones absolute: synthmix.core.paths)
     stored = load_config(TrainRunConfig, run / "config.yaml")
-    assert stored.manifest.is_absolute() and stored.folder is None
+    assert stored.manifest == Path("data/manifest.jsonl") and stored.folder is None
+    assert stored.synthetic_manifests == [syn.resolve()]
+    from synthmix.training.train import load_run_config
+
+    assert load_run_config(run).manifest == (run / "data" / "manifest.jsonl").resolve()
     assert train_run(cfg, run, progress=False) == res  # finished: skipped
     with pytest.raises(ConfigError, match="different config"):
         train_run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": 0.1})}), run,

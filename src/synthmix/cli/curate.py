@@ -29,7 +29,7 @@ def curate_cmd(
     s = curate_manifest(manifest, model, out, cfg)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(s["counts"].items())) or "no synthetic rows"
     typer.echo(f"{s['n_synthetic']} synthetic rows -> {counts}")
-    typer.echo(f"curated manifest: {s['manifest']}")
+    typer.echo(f"curated manifest: {Path(out) / s['manifest']}")
 
 
 @app.command("contrastive")

@@ -33,3 +33,7 @@ class LeakageError(DataError):
 
 class TrainingError(SynthmixError):
     """Training cannot go on (e.g. NaN loss)."""
+
+
+class CurationError(SynthmixError):
+    """Curation left nothing usable: too many rejects, or a role a later setup needs is empty."""

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from synthmix.core.config import StrictModel
+from synthmix.core.errors import CurationError
 from synthmix.curation.sort import SortConfig
 
 
@@ -36,6 +37,10 @@ class CurationConfig(StrictModel):
     batch_size: int = Field(128, ge=1)
     grid_images: int = Field(64, ge=1, description="images per role grid")
     device: str = "cpu"
+    max_reject_fraction: float = Field(0.9, ge=0, le=1, description="stop with an error when more than "
+                                       "this share of the synthetic images is rejected")
+    warn_reject_fraction: float = Field(0.5, ge=0, le=1, description="warn (in the summary and the "
+                                        "report) above this reject share")
 
 
 def _load_images(rows, manifest: Path, size: int, preprocess):
@@ -68,7 +73,7 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     from synthmix.curation.grid import save_grid
     from synthmix.curation.scorers import class_centroids, degenerate_reason, image_stats, model_scores
     from synthmix.curation.sort import assign_role, calibrate
-    from synthmix.data.manifest import read_manifest, resolve_path, write_manifest
+    from synthmix.data.manifest import read_manifest, rebase_rows, resolve_path, write_manifest
     from synthmix.evaluation.evaluate import load_run_model
     from synthmix.evaluation.features import extract
 
@@ -83,7 +88,8 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     real_manifest = manifest
     if not real and run_cfg.manifest is not None:  # a manifest of generated rows only: use the run's data
         real_manifest = Path(run_cfg.manifest)
-        real = [{**r, "path": str(resolve_path(real_manifest, r["path"]))} for r in read_manifest(real_manifest)
+        real = [{**r, "path": str(resolve_path(real_manifest, r["path"]).resolve())}
+                for r in read_manifest(real_manifest)
                 if r.get("source") == "real" and r.get("label") in index]
     train = [r for r in real if r.get("split") == "train"]
     val = [r for r in real if r.get("split") == "val"]
@@ -102,19 +108,29 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
         raise DataError(manifest, f"synthetic row {unknown[0]['id']} has label {unknown[0].get('label')!r} "
                         f"/ parent_label {unknown[0].get('parent_label')!r}, not a class of the run {classes}")
 
-    def feats(rs):
-        x, bad = _load_images(rs, manifest, size, pre)
-        f, lg = extract(model, x, norm, cfg.batch_size, cfg.device)
-        return x, f, lg, bad
+    if not syn:
+        raise CurationError(f"{manifest}: no synthetic rows to curate (the generation stage made no image)")
 
-    _, f_tr, _, _ = feats(train)
+    def feats(rs, what):
+        x, bad = _load_images(rs, manifest, size, pre)
+        if bad:
+            # Every file here was written by an earlier stage (or the scan validated it): one that
+            # cannot be read is that stage's error, never a curation verdict.
+            i = next(iter(bad))
+            raise DataError(resolve_path(manifest, rs[i]["path"]),
+                            f"{len(bad)} of {len(rs)} {what} images listed in {manifest} cannot be read "
+                            f"(first: {bad[i]}); curation stops instead of rejecting them")
+        f, lg = extract(model, x, norm, cfg.batch_size, cfg.device)
+        return x, f, lg
+
+    _, f_tr, _ = feats(train, "real train")
     y_tr = np.array([index[r["label"]] for r in train])
     cent = class_centroids(f_tr, y_tr, len(classes))
-    _, f_va, lg_va, _ = feats(val)
+    _, f_va, lg_va = feats(val, "real validation")
     va = model_scores(f_va, lg_va, np.array([index[r["label"]] for r in val]), cent)
     th = calibrate(va["confidence"], va["centroid_dist"], cfg.sort)
 
-    x_syn, f_syn, lg_syn, bad = feats(syn)
+    x_syn, f_syn, lg_syn = feats(syn, "synthetic")
     stats = image_stats(x_syn)
     y_syn = np.array([index[intended(r)] for r in syn], dtype=np.int64)
     by_id = {r["id"]: i for i, r in enumerate(train)}
@@ -124,16 +140,13 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
             pf[j] = f_tr[by_id[r["parent_id"]]]
     sc = model_scores(f_syn, lg_syn, y_syn, cent, pf) if len(syn) else {}
 
-    out_rows = [dict(r) for r in rows]
-    if out_dir.resolve() != manifest.parent.resolve():  # relative paths would dangle: make them absolute
-        for r in out_rows:
-            r["path"] = str(resolve_path(manifest, r["path"]).resolve())
+    out_rows = rebase_rows(rows, manifest, out_dir / "manifest.jsonl")
     roles: list[str] = []
     for j, i in enumerate(syn_idx):
-        problem = (f"cannot decode: {bad[j]}" if j in bad else
-                   degenerate_reason(stats, j, cfg.sort.min_std, cfg.sort.max_dark, cfg.sort.max_bright))
+        problem = degenerate_reason(stats, j, cfg.sort.min_std, cfg.sort.max_dark, cfg.sort.max_bright)
         role, reason = assign_role(float(sc["confidence"][j]), float(sc["centroid_dist"][j]),
-                                   int(sc["predicted"][j]), int(y_syn[j]), problem, th, cfg.sort)
+                                   int(sc["predicted"][j]), int(y_syn[j]), problem, th, cfg.sort,
+                                   planned=rows[i].get("role"))
         scores = {k: (None if not np.isfinite(v[j]) else float(v[j])) for k, v in sc.items() if k != "predicted"}
         scores.update({f"img_{k}": float(v[j]) for k, v in stats.items()},
                       predicted=classes[int(sc["predicted"][j])])
@@ -152,7 +165,29 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
         sel = [j for j, rr in enumerate(roles) if rr == role]
         p = save_grid(x_syn[sel], out_dir / f"grid_{role}.png", max_images=cfg.grid_images) if sel else None
         grids[role] = str(p) if p else None
-    summary = {"manifest": str(out_dir / "manifest.jsonl"), "counts": dict(Counter(roles)),
-               "n_synthetic": len(syn), "thresholds": th.to_dict(), "grids": grids}
+    reasons = reason_counts([out_rows[i]["curation_reason"] for j, i in enumerate(syn_idx) if roles[j] == "reject"])
+    summary = {"manifest": "manifest.jsonl", "counts": dict(Counter(roles)), "reject_reasons": reasons,
+               "n_synthetic": len(syn), "thresholds": th.to_dict(),
+               "grids": {k: (Path(v).name if v else None) for k, v in grids.items()}, "warnings": []}
+    share = roles.count("reject") / len(roles)
+    if share > cfg.max_reject_fraction:
+        atomic_write_json(out_dir / "curation.json", summary)
+        raise CurationError(f"curation rejected {roles.count('reject')} of {len(roles)} synthetic images "
+                            f"({share:.0%} > max_reject_fraction {cfg.max_reject_fraction:.0%}); "
+                            f"reasons: {_fmt_counts(reasons)}; see {out_dir / 'rejected.txt'}")
+    if share > cfg.warn_reject_fraction:
+        summary["warnings"].append(f"{share:.0%} of the synthetic images were rejected "
+                                   f"({_fmt_counts(reasons)})")
     atomic_write_json(out_dir / "curation.json", summary)
     return summary
+
+
+def reason_counts(reasons: list[str]) -> dict[str, int]:
+    """Reasons grouped by kind (numbers dropped): ``{"centroid distance # > #": 12, ...}``."""
+    import re
+
+    return dict(Counter(re.sub(r"-?\d+(\.\d+)?%?", "#", r) for r in reasons).most_common())
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} x {k}" for k, n in counts.items()) or "none"

@@ -5,7 +5,8 @@ feature is farther from its class centroid than ``reject_factor`` x the largest 
 any real validation image; ``near_ood`` if the classifier's confidence for the intended class
 is below the ``conf_percentile``-th percentile of real validation confidences, or its centroid
 distance is above the ``dist_percentile``-th percentile of real validation distances, or (with
-``require_agreement``) the classifier predicts another class; otherwise ``in_dist``.
+``require_agreement``) the classifier predicts another class; otherwise ``in_dist`` — except
+that an image the generator made as near-OOD is never promoted to ``in_dist``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,21 @@ def calibrate(val_confidence: np.ndarray, val_centroid_dist: np.ndarray, cfg: So
 
 
 def assign_role(confidence: float, centroid_dist: float, predicted: int, intended: int,
-                pixel_problem: str | None, th: Thresholds, cfg: SortConfig) -> tuple[str, str]:
-    """(role, reason) of one synthetic image; see the module docstring for the rules."""
+                pixel_problem: str | None, th: Thresholds, cfg: SortConfig,
+                planned: str | None = None) -> tuple[str, str]:
+    """(role, reason) of one synthetic image; see the module docstring for the rules.
+
+    ``planned``: the role the generator gave the image. An image made as near-OOD by
+    construction (interpolated classes, high strength) stays near-OOD (or is rejected): it is
+    never promoted to in-distribution because the classifier happens to like it."""
+    role, reason = _sort(confidence, centroid_dist, predicted, intended, pixel_problem, th, cfg)
+    if planned == "near_ood" and role == "in_dist":
+        return "near_ood", "generated as near-OOD (never promoted to in-distribution)"
+    return role, reason
+
+
+def _sort(confidence: float, centroid_dist: float, predicted: int, intended: int,
+          pixel_problem: str | None, th: Thresholds, cfg: SortConfig) -> tuple[str, str]:
     if pixel_problem:
         return "reject", pixel_problem
     if not (np.isfinite(confidence) and np.isfinite(centroid_dist)):

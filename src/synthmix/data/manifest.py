@@ -4,9 +4,10 @@ Stored as JSON lines (``manifest.jsonl``): pandas (``read_json(lines=True)``) an
 ``datasets`` (``load_dataset("json", ...)``) read it, and rows can be appended one at a
 time, which makes generation resumable (a row is appended only after its image exists).
 
-Paths: a row's ``path`` is either absolute (real images stay where the user keeps them)
-or relative to the manifest's directory (generated images live inside the run dir).
-Use :func:`resolve_path` to open a file.
+Paths follow the one rule of :mod:`synthmix.core.paths`: a row's ``path`` is relative to the
+manifest's directory when the file lies in the same run tree (generated images), absolute
+otherwise (the user's real images). Open a file with :func:`resolve_path`; copy rows into
+another manifest with :func:`rebase_rows` (never by hand).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from synthmix.core.errors import DataError
 from synthmix.core.io import append_jsonl, read_jsonl, write_jsonl
+from synthmix.core.paths import portable_path, resolve_stored
 
 # Columns every row has (None where not applicable). Later stages may add more keys.
 COLUMNS: tuple[str, ...] = (
@@ -91,8 +93,15 @@ def to_frame(rows: Sequence[dict[str, Any]]):
 
 
 def resolve_path(manifest_path: str | Path, row_path: str) -> Path:
-    p = Path(row_path)
-    return p if p.is_absolute() else Path(manifest_path).parent / p
+    """The file a row's ``path`` names (``manifest_path``: the manifest holding the row)."""
+    return resolve_stored(row_path, Path(manifest_path).parent)
+
+
+def rebase_rows(rows: Iterable[dict[str, Any]], source: str | Path, target: str | Path) -> list[dict[str, Any]]:
+    """Copies of ``rows`` (read from manifest ``source``) with paths as manifest ``target`` stores them."""
+    target_dir = Path(target).parent
+    return [{**r, "path": portable_path(resolve_path(source, r["path"]), target_dir)} if r.get("path") else dict(r)
+            for r in rows]
 
 
 def select(rows: Iterable[dict[str, Any]], **criteria: Any) -> list[dict[str, Any]]:

@@ -82,16 +82,15 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
 
 def load_run_model(run_dir: str | Path):
     """(model with final weights, TrainRunConfig, classes) of a finished run."""
-    from synthmix.core.config import load_config
     from synthmix.models import create_model
     from synthmix.training.checkpoint import load_weights
-    from synthmix.training.train import TrainRunConfig
+    from synthmix.training.train import load_run_config
 
     run_dir = Path(run_dir)
     for f in ("config.yaml", "classes.json", "checkpoints/final.pt"):
         if not (run_dir / f).exists():
             raise DataError(run_dir / f, "missing: not a finished training run directory")
-    cfg = load_config(TrainRunConfig, run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     classes = read_json(run_dir / "classes.json")
     model = create_model(cfg.train.model, len(classes), **cfg.train.model_args())
     load_weights(run_dir / "checkpoints" / "final.pt", model)

@@ -77,5 +77,13 @@ def aggregate(run_dir: str | Path) -> dict[str, Any]:
         rows.append({"setup": setup, "model": model, "n_done": len(done), "n_cells": len(members),
                      "seeds": [c["seed"] for c in done], "metrics": agg, "diff": diff})
     return {"study": plan.get("study"), "reference": ref, "headline": headline_metrics(study, set(metrics)),
-            "metrics": metrics, "setups": rows, "cells": cells,
+            "metrics": metrics, "setups": rows, "cells": cells, "incomplete": incomplete_cells(run),
             "lower_is_better": [k for k in metrics if lower_is_better(k)]}
+
+
+def incomplete_cells(run_dir: Path) -> list[dict[str, Any]]:
+    """Cells without results, each with its state and the first failed stage's message."""
+    from synthmix.experiments.status import study_status
+
+    return [{"cell": c["id"], "state": c["state"], "stage": c["stage"], "message": c["message"]}
+            for c in study_status(run_dir)["cells"] if c["state"] != "done"]

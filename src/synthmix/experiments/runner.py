@@ -9,6 +9,7 @@ from typing import Any
 
 from synthmix.core.config import dump_yaml
 from synthmix.core.io import atomic_write_json
+from synthmix.core.paths import mark_run_root
 from synthmix.experiments.config import StudyConfig, load_study
 from synthmix.experiments.executor import Stage, execute
 from synthmix.experiments.plan import Plan, build_plan, plan_path
@@ -23,9 +24,10 @@ def default_run_dir(cfg: StudyConfig) -> Path:
 def prepare(config: str | Path | StudyConfig, run_dir: str | Path | None = None) -> tuple[StudyConfig, Plan, Path]:
     """Load + validate the study (before any work), build its plan, write study.yaml and plan.json."""
     cfg = config if isinstance(config, StudyConfig) else load_study(config)
-    run = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    # Absolute from here on, and a run tree root: every stored path inside is relative to the
+    # file storing it (synthmix.core.paths), never to the working directory.
+    run = mark_run_root(run_dir if run_dir is not None else default_run_dir(cfg))
     plan = build_plan(cfg)
-    run.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, run / STUDY_FILE)
     atomic_write_json(plan_path(run), plan.as_dict())
     return cfg, plan, run
@@ -51,14 +53,13 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
     t0 = time.time()
     outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None)
     summary = aggregate(run)
-    summary["run_dir"] = str(run)
     summary["run"] = {"seconds": round(time.time() - t0, 2),
                       "ran": sum(v == "ran" for v in outcome.values()),
                       "skipped_done": sum(v == "done" for v in outcome.values()),
                       "failed": sum(v == "failed" for v in outcome.values()),
                       "blocked": sum(v == "blocked" for v in outcome.values())}
-    atomic_write_json(run / "results" / "summary.json", summary)
-    return summary
+    atomic_write_json(run / "results" / "summary.json", summary)  # paths in it: none (movable run)
+    return {**summary, "run_dir": str(run)}
 
 
 def preflight(cfg) -> None:

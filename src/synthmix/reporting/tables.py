@@ -103,6 +103,22 @@ def answer_table(summary: dict[str, Any], digits: int = 3) -> tuple[list[str], l
 
 def headline_sentence(summary: dict[str, Any], metric: str = "test/accuracy", digits: int = 3) -> str:
     """One sentence: the best setup on ``metric`` and its difference to the reference with CI."""
+    return incomplete_sentence(summary) + _best_sentence(summary, metric, digits)
+
+
+def incomplete_sentence(summary: dict[str, Any]) -> str:
+    """'The answer is INCOMPLETE: ...' naming the cells without results (empty when complete)."""
+    bad = summary.get("incomplete") or []
+    if not bad:
+        return ""
+    n = len(summary.get("cells", [])) or len(bad)
+    shown = "; ".join(f"{c['cell']} ({c['state']}" + (f" at {c['stage']}: {c['message']}" if c.get("message")
+                                                        else "") + ")" for c in bad[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return f"The answer is INCOMPLETE: {len(bad)} of {n} cells have no result — {shown}{more}. "
+
+
+def _best_sentence(summary: dict[str, Any], metric: str, digits: int) -> str:
     ref = summary.get("reference")
     rows = [s for s in summary.get("setups", []) if metric in s["metrics"]]
     if not rows:

@@ -148,15 +148,14 @@ def _evaluate(model, sets: dict[str, Any], classes: list[str], run_dir: Path, cf
 
 def _write_run_layout(run_dir: Path, model, classes: list[str], cfg: ThesisConfig, train: TrainConfig) -> None:
     """config.yaml / classes.json / checkpoints/final.pt as ``training.train`` writes them."""
-    from synthmix.core.config import dump_yaml
     from synthmix.core.io import atomic_write_json
     from synthmix.training.checkpoint import save_weights
-    from synthmix.training.train import TrainRunConfig
+    from synthmix.training.train import TrainRunConfig, save_run_config
 
     run_cfg = TrainRunConfig(manifest=cfg.manifest, synthetic_manifests=cfg.synthetic_manifests,
                              exclude_classes=[cfg.ood_label], train=train, preprocess=cfg.preprocess,
                              eval_splits=["test"], gradcam=False).resolved()
-    dump_yaml(run_cfg, run_dir / "config.yaml")
+    save_run_config(run_cfg, run_dir)
     atomic_write_json(run_dir / "classes.json", classes)
     save_weights(run_dir / "checkpoints" / "final.pt", model)
 

@@ -18,7 +18,8 @@
     gradcam: true
 
 Relative paths are relative to the working directory; the run's ``config.yaml`` stores
-them resolved (absolute), so a run can be evaluated from anywhere.
+them by the rule of ``synthmix.core.paths`` (relative inside the run tree, else absolute), so a
+run can be evaluated from anywhere and its directory moved.
 
 Run directory layout (``train_run(cfg, run_dir)``)::
 
@@ -51,6 +52,7 @@ from pydantic import Field, model_validator
 from synthmix.core.config import StrictModel, dump_yaml, load_config
 from synthmix.core.errors import ConfigError, DataError
 from synthmix.core.io import atomic_write_json, read_json
+from synthmix.core.paths import mark_run_root, portable_path, resolve_stored, run_root
 from synthmix.data.preprocess import PreprocessConfig
 from synthmix.training.config import TrainConfig
 from synthmix.training.mixes import MixConfig
@@ -86,14 +88,25 @@ class TrainRunConfig(StrictModel):
             raise ValueError("give exactly one of manifest (a scanned dataset) or folder (an ImageFolder)")
         return self
 
-    def resolved(self) -> TrainRunConfig:
-        """Paths made absolute (what config.yaml stores)."""
-        def ab(p: Path | None) -> Path | None:
-            return None if p is None else Path(p).expanduser().resolve()
+    def _map_paths(self, fn) -> TrainRunConfig:
+        def one(p: Path | None) -> Path | None:
+            return None if p is None else Path(fn(p))
 
-        return self.model_copy(update={"manifest": ab(self.manifest), "folder": ab(self.folder),
-                                       "cache_dir": ab(self.cache_dir),
-                                       "synthetic_manifests": [ab(p) for p in self.synthetic_manifests]})
+        return self.model_copy(update={"manifest": one(self.manifest), "folder": one(self.folder),
+                                       "cache_dir": one(self.cache_dir),
+                                       "synthetic_manifests": [one(p) for p in self.synthetic_manifests]})
+
+    def resolved(self) -> TrainRunConfig:
+        """Paths made absolute (relative ones are relative to the working directory)."""
+        return self._map_paths(lambda p: Path(p).expanduser().resolve())
+
+    def portable(self, base: str | Path) -> TrainRunConfig:
+        """Paths as a file in ``base`` stores them (synthmix.core.paths rule): what config.yaml holds."""
+        return self._map_paths(lambda p: portable_path(p, base))
+
+    def anchored(self, base: str | Path) -> TrainRunConfig:
+        """Stored paths (relative to ``base``) made absolute again."""
+        return self._map_paths(lambda p: resolve_stored(p, base).resolve())
 
     def with_seed(self, seed: int) -> TrainRunConfig:
         update: dict[str, Any] = {"train": self.train.model_copy(update={"seed": seed})}
@@ -135,17 +148,27 @@ def load_rows(cfg: TrainRunConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def save_run_config(cfg: TrainRunConfig, run_dir: str | Path) -> None:
+    """``run_dir/config.yaml`` with portable paths (a moved run directory still resolves them)."""
+    dump_yaml(cfg.portable(run_dir), Path(run_dir) / "config.yaml")
+
+
+def load_run_config(run_dir: str | Path) -> TrainRunConfig:
+    """The config of a run directory, paths absolute again (wherever the directory now is)."""
+    return load_config(TrainRunConfig, Path(run_dir) / "config.yaml").anchored(run_dir)
+
+
 def _config_guard(cfg: TrainRunConfig, run_dir: Path) -> None:
     """Refuse to continue a run directory that holds a different config."""
     path = run_dir / "config.yaml"
     if path.exists():
         old = load_config(TrainRunConfig, path)
-        if old.model_dump(mode="json", exclude={"cache_dir"}) != cfg.model_dump(mode="json",
-                                                                                   exclude={"cache_dir"}):
+        if old.model_dump(mode="json", exclude={"cache_dir"}) != cfg.portable(run_dir).model_dump(
+                mode="json", exclude={"cache_dir"}):
             raise ConfigError(f"{path}: this run directory holds a different config; "
                               "choose another --out or delete it")
     else:
-        dump_yaml(cfg, path)
+        save_run_config(cfg, run_dir)
 
 
 def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True, dist=None) -> dict[str, Any]:
@@ -163,7 +186,8 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
     from synthmix.training.mixes import real_train_rows, select_training_rows, write_selection
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_root(run_dir) is None:  # a stand-alone run is its own run tree (synthmix.core.paths)
+        mark_run_root(run_dir)
     cfg = prepare_data(cfg.resolved(), run_dir / "data")
     _config_guard(cfg, run_dir)
     if (run_dir / "results.json").exists():
@@ -229,7 +253,7 @@ def train_seeds(cfg: TrainRunConfig, out_dir: str | Path, seeds: Sequence[int], 
     from synthmix.evaluation.evaluate import HEADLINE
     from synthmix.evaluation.stats import mean_ci
 
-    out_dir = Path(out_dir)
+    out_dir = mark_run_root(out_dir) if run_root(out_dir) is None else Path(out_dir)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
     # One scan (one train/val split) and one image cache shared by every seed: seeds vary the
