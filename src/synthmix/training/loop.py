@@ -17,7 +17,12 @@
 - ``dist`` (a :class:`synthmix.training.ddp.DataParallel`, see ``fit_ddp``) runs the same loop
   on N processes: ``batch_size`` is per process, every rank walks the same permutation and
   keeps its slice of each global batch, validation sums are all-reduced (no padding), and
-  only rank 0 writes checkpoints and TensorBoard.
+  only rank 0 writes checkpoints and TensorBoard;
+- ``outliers`` (uint8 [M,3,S,S], optional) adds Outlier Exposure / an energy margin
+  (:mod:`synthmix.training.outliers`): each step draws ``round(batch_ratio * B)`` outlier images
+  with their own generator (seed + 2_000_003, saved with the checkpoint), augments and normalises
+  them like the ID batch, runs them in the same forward pass and adds ``outlier_term`` to the
+  cross-entropy. Without outliers nothing changes (same draws, same weights).
 
 Global torch RNG (dropout) is seeded from ``cfg.seed`` at the start and saved/restored
 with the checkpoint, so a seeded CPU run is bit-reproducible.
@@ -50,6 +55,8 @@ class FitResult:
     best_epoch: int | None = None
     best_metric: float | None = None
     epochs_run: int = 0
+    steps: int = 0
+    images_seen: int = 0
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
     train_seconds: float = 0.0
@@ -61,11 +68,14 @@ class FitResult:
 
 def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, *,
         progress: bool = True,
-        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, dist=None) -> FitResult:
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, dist=None,
+        outliers=None, outlier_loss=None) -> FitResult:
     """Train ``model`` in place on ``train`` (validating on ``val``); see the module docstring.
 
     ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint is written
-    (tests raise from it to simulate a kill). Returns a :class:`FitResult`.
+    (tests raise from it to simulate a kill). ``outliers``: uint8 [M,3,S,S] outlier images and
+    ``outlier_loss`` their :class:`~synthmix.training.outliers.OutlierLossConfig` (default one when
+    None). Returns a :class:`FitResult`.
     """
     import torch
     import torch.nn.functional as F
@@ -82,14 +92,23 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     if val is not None:
         x_val, y_val = _check_data(val, "val")
         x_val, y_val = x_val.to(device), y_val.to(device)
+    if outliers is not None:
+        from synthmix.training.outliers import OutlierLossConfig, outlier_term
+
+        x_out = _check_data((outliers, outliers.new_zeros(outliers.shape[0])), "outliers")[0].to(device)
+        outlier_loss = outlier_loss or OutlierLossConfig()
     model.to(device)
     world, main = (dist.world_size, dist.is_main) if dist is not None else (1, True)
     net = dist.wrap(model) if dist is not None else model  # DDP: gradients averaged over ranks
     global_batch = cfg.batch_size * world
 
     steps_per_epoch = math.ceil(n / global_batch)
+    # The budget: ``steps`` optimizer steps when given (equal compute across training sets of
+    # different sizes), else ``epochs`` full passes; the last epoch may be cut short.
+    total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = _make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch, total_steps))
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     torch.manual_seed(cfg.seed)
@@ -100,6 +119,11 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_dir / "checkpoints" / "last.pt" if run_dir else None
     cfg_key = config_hash({k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUME_FREE})
+    out_gen = None
+    if outliers is not None:
+        out_gen = torch.Generator().manual_seed(cfg.seed + 2_000_003)
+        cfg_key = config_hash({"train": cfg_key, "outliers": outlier_loss.model_dump(mode="json"),
+                               "n_outliers": int(x_out.shape[0])})
 
     if ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -114,6 +138,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         scheduler.load_state_dict(ck["scheduler"])
         perm_gen.set_state(ck["rng"]["perm"])
         aug_gen.set_state(ck["rng"]["augment"])
+        if out_gen is not None:
+            out_gen.set_state(ck["rng"]["outliers"])
         torch.set_rng_state(ck["rng"]["torch"])
         if "cuda" in ck["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state(ck["rng"]["cuda"])
@@ -124,15 +150,16 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         resumed = start_epoch
 
     writer = _tb_writer(run_dir, start_epoch) if main else None
-    bar = _progress(progress and main, cfg.epochs, steps_per_epoch, start_epoch)
+    bar = _progress(progress and main, epochs, steps_per_epoch, start_epoch)
     train_time, seen = 0.0, 0
     try:
-        for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
+        for epoch in range(start_epoch, epochs if not stopped else start_epoch):
             model.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=perm_gen).to(device)
             loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-            for step in range(steps_per_epoch):
+            epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            for step in range(epoch_steps):
                 idx = perm[step * global_batch:(step + 1) * global_batch]
                 xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
                 yb = y_train[idx]
@@ -141,8 +168,15 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     # Every rank augments the whole global batch (same generator state everywhere)
                     # and keeps its slice: N ranks see what one process sees with N x the batch.
                     xb, yb, k, weight = dist.local_batch(xb, yb)
-                logits = net(xb)
+                if out_gen is not None:  # outliers: same forward pass, their own generator
+                    xo = _outlier_batch(x_out, max(1, round(outlier_loss.batch_ratio * len(idx))), out_gen,
+                                        cfg, dist)
+                    logits, logits_out = net(torch.cat([xb, xo])).split([len(xb), len(xo)])
+                else:
+                    logits = net(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                if out_gen is not None:
+                    loss = loss + outlier_term(logits, logits_out, outlier_loss)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
                                         f"step {step + 1} (lr={scheduler.get_last_lr()[0]:.3g}); lower "
@@ -158,11 +192,13 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
             if dist is not None:
                 loss_sum, correct = dist.all_sum(loss_sum), dist.all_sum(correct)
             seconds = time.perf_counter() - t0
-            train_time, seen = train_time + seconds, seen + n
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum.item() / n,
-                                      "train_acc": correct.item() / n,
+            n_epoch = min(n, epoch_steps * global_batch)
+            train_time, seen = train_time + seconds, seen + n_epoch
+            record: dict[str, Any] = {"epoch": epoch, "steps": epoch_steps, "images": n_epoch,
+                                      "train_loss": loss_sum.item() / n_epoch,
+                                      "train_acc": correct.item() / n_epoch,
                                       "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
-            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs):
                 record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg, dist)
                 _track_best(best, record, epoch, model, cfg)
             history.append(record)
@@ -177,7 +213,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     "config_hash": cfg_key, "next_epoch": epoch + 1, "stopped": stopped, "world_size": world,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history,
-                    "rng": _rng_states(perm_gen, aug_gen),
+                    "rng": _rng_states(perm_gen, aug_gen, out_gen),
                     "best": best,
                 })
             if dist is not None:
@@ -198,17 +234,38 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         model.load_state_dict(best["state"])
     return FitResult(history=history, best_epoch=best["epoch"], best_metric=best["metric"],
                      epochs_run=len(history), stopped_early=stopped, resumed_from_epoch=resumed,
+                     steps=sum(h.get("steps", steps_per_epoch) for h in history),
+                     images_seen=sum(h.get("images", n) for h in history),
                      train_seconds=train_time, images_per_second=seen / train_time if train_time else 0.0)
 
 
-def _rng_states(perm_gen, aug_gen) -> dict[str, Any]:
+def _rng_states(perm_gen, aug_gen, out_gen=None) -> dict[str, Any]:
     """Every RNG the loop draws from, as uint8 tensors (loadable with weights_only=True)."""
     import torch
 
     states = {"perm": perm_gen.get_state(), "augment": aug_gen.get_state(), "torch": torch.get_rng_state()}
+    if out_gen is not None:
+        states["outliers"] = out_gen.get_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state()
     return states
+
+
+def _outlier_batch(x_out, m: int, gen, cfg: TrainConfig, dist=None):
+    """``m`` outlier images drawn with ``gen`` (without replacement when m <= M), augmented with
+    ``gen`` and normalised like the ID batch -> float [m, 3, S, S]. Under DDP every rank draws the
+    same global outlier batch and keeps its slice (at least one image)."""
+    import torch
+
+    from synthmix.data.augment import augment_batch, normalize
+
+    n = x_out.shape[0]
+    pick = torch.randperm(n, generator=gen)[:m] if m <= n else torch.randint(n, (m,), generator=gen)
+    xo = normalize(augment_batch(x_out[pick.to(x_out.device)], cfg.augment, gen), cfg.normalization)
+    if dist is not None:
+        lo, hi = dist.local_slice(m)
+        xo = xo[lo:hi] if hi > lo else xo[:1]
+    return xo
 
 
 def _check_data(pair, name: str):
@@ -243,10 +300,10 @@ class _LrFactor:
     A class rather than a closure so the scheduler's ``state_dict`` stays plain data.
     """
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, total_steps: int):
         self.kind = cfg.schedule
         self.warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-        self.total = cfg.epochs * steps_per_epoch
+        self.total = total_steps
         self.step_every = cfg.step_epochs * steps_per_epoch
         self.gamma = cfg.step_gamma
 
@@ -261,8 +318,8 @@ class _LrFactor:
         return 1.0
 
 
-def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> _LrFactor:
-    return _LrFactor(cfg, steps_per_epoch)
+def _lr_factor(cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> _LrFactor:
+    return _LrFactor(cfg, steps_per_epoch, total_steps)
 
 
 def _validate(model, x, y, cfg: TrainConfig, dist=None) -> tuple[float, float]:
