@@ -40,10 +40,17 @@ COLUMNS: tuple[str, ...] = (
     "status",       # ok / failed (NaN, black) / skipped
     "boxes",        # list of [xmin, ymin, xmax, ymax] (pixels of the stored file) or None
     "scores",       # dict of curation scores
+    "recipe",       # adapted generators: dict of the adaptation recipe used (name, model, settings,
+                    # adapter file), see synthmix.generation.sd.recipes; None otherwise
+    "soft_label",   # inter-class translations: {class: weight} summing to 1 (the CE target); None = one-hot label
 )
 
 SOURCE_REAL = "real"
-ROLES = ("in_dist", "near_ood", "reject", "unsorted")
+ROLES = ("in_dist", "near_ood", "reject", "unsorted", "translation")
+# ``translation``: an image translated from a real image of ``parent_label`` towards ``label``
+# (Diff-Mix); it carries a ``soft_label``, keeps its role through curation (never promoted to
+# in_dist) and enters a training mix only when a mix lists the role.
+ROLE_TRANSLATION = "translation"
 
 
 def new_row(**fields: Any) -> dict[str, Any]:

@@ -29,8 +29,20 @@ def build_text2img(cfg: Text2ImgConfig, real_rows, manifest_path, out_dir, pipe=
     from synthmix.generation.sd.text2img import Text2ImgGenerator, plan_text2img
 
     _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
-    planned = plan_text2img(cfg, _classes(cfg, real_rows, manifest_path), revision)
+    classes = _classes(cfg, real_rows, manifest_path)
+    planned = plan_text2img(cfg, classes, revision, prompt_extras(cfg, real_rows, manifest_path, out_dir, classes))
     return Text2ImgGenerator(cfg, pick_device(cfg.device), pipe=pipe), planned
+
+
+def prompt_extras(cfg, real_rows, manifest_path, out_dir, classes) -> dict[str, dict[str, list[str]]]:
+    """label -> {"caption": [...]} when ``prompts.captions`` is set (a local captioning model), else {}."""
+    if cfg.prompts.captions is None:
+        return {}
+    from synthmix.generation.sd.prompts import class_captions
+
+    rows = [r for r in real_rows if r["label"] in set(classes)]
+    caps = class_captions(cfg.prompts.captions, rows, manifest_path, out_dir, pick_device(cfg.prompts.captions.device))
+    return {label: {"caption": c} for label, c in caps.items()}
 
 
 def build_dafusion(cfg: DAFusionConfig, real_rows, manifest_path, out_dir, pipe=None):
@@ -40,6 +52,11 @@ def build_dafusion(cfg: DAFusionConfig, real_rows, manifest_path, out_dir, pipe=
 
     _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
     classes = set(_classes(cfg, real_rows, manifest_path))
+    if cfg.textual_inversion.enabled and cfg.textual_inversion.load_from:
+        from synthmix.generation.sd.img2img import tokens_for
+        from synthmix.generation.sd.textual_inversion import check_token_files
+
+        check_token_files(cfg.textual_inversion.load_from, list(tokens_for(sorted(classes)).values()))
     parents_rows = sorted((r for r in real_rows if r["label"] in classes), key=lambda r: r["id"])
     parents = {r["id"]: (r["label"], resolve_path(manifest_path, r["path"])) for r in parents_rows}
     planned = plan_dafusion(cfg, parents_rows, revision)

@@ -29,9 +29,43 @@ DEFAULT_TEMPLATES = (
 DEFAULT_NEGATIVE = "blurry, low quality, drawing, cartoon, text, watermark"
 
 
+# Fields added after images were first made with these configs: left out of content hashes while
+# unset, so the ids (and files) of images made before they existed stay valid.
+_ADDED_FIELDS = ("contexts", "captions", "load_from", "recipe")
+
+
+def content_dump(model, exclude=None) -> dict:
+    """``model.model_dump(mode="json", exclude=exclude)`` without unset :data:`_ADDED_FIELDS` (any depth)."""
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if not (k in _ADDED_FIELDS and v in (None, {}, []))}
+        return d
+
+    return strip(model.model_dump(mode="json", exclude=exclude))
+
+
 def template_fields(template: str) -> set[str]:
     """Names of the ``{...}`` fields in a template."""
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+
+
+def _check_prompt_templates(templates: list[str]) -> list[str]:
+    """Generation prompt templates: each names the class by ``{name}`` and/or ``{token}``; other
+    fields are context lists (``prompts.contexts``) or ``{caption}``, checked by :class:`PromptConfig`."""
+    if not templates:
+        raise ValueError("needs at least one template")
+    for t in templates:
+        try:
+            fields = template_fields(t)
+        except ValueError as err:
+            raise ValueError(f"template {t!r} is not a valid format string: {err}") from None
+        if not fields & {"name", "token"}:
+            raise ValueError(f"template {t!r} must contain {{name}} (the class words) or {{token}} "
+                             f"(the learned class token); it has {sorted(fields)}")
+        bad = sorted(f for f in fields if not f.isidentifier())
+        if bad:
+            raise ValueError(f"template {t!r}: fields must be plain names, got {bad}")
+    return templates
 
 
 def _check_templates(templates: list[str], field: str = "name") -> list[str]:
@@ -72,17 +106,63 @@ class SpeedConfig(StrictModel):
         return self
 
 
-class PromptConfig(StrictModel):
-    """Class prompts: ``templates`` cycle over the images of a class; ``names`` replace vague class names."""
+class CaptionConfig(StrictModel):
+    """A LOCAL image-captioning model (transformers, BLIP-like) whose captions of the real train
+    images fill the ``{caption}`` field of the prompt templates (synthmix never downloads it)."""
 
+    model: str                          # folder with config.json + weights (save_pretrained)
+    per_class: int = Field(20, ge=1)    # caption at most this many real train images per class
+    max_new_tokens: int = Field(20, ge=1)
+    prefix: str | None = None           # conditional captioning text, e.g. "a photo of"
+    device: str = "auto"
+
+
+# Fields a template may use besides its context lists: the class words and the learned token.
+CLASS_FIELDS = ("name", "token")
+
+
+class PromptConfig(StrictModel):
+    """Class prompts: ``templates`` cycle over the images of a class; ``names`` replace vague class names.
+
+    Prompt diversity (ALIA / "Diversify, Don't Fine-Tune"): a template may use any field of
+    ``contexts`` (e.g. ``"a photo of a {name} {background}, {weather}"``); each image draws one
+    value per field, deterministically from (seed, class, image index, field). ``{caption}`` draws
+    from captions of the class's real train images made by a local ``captions`` model.
+    """
+
+    # contexts / captions come first: the templates' validator checks its fields against them
+    contexts: dict[str, list[str]] = Field(default_factory=dict)  # field -> values (weather, background, ...)
+    captions: CaptionConfig | None = None
     templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     names: dict[str, str] = Field(default_factory=dict)  # label -> words used in the prompt
     negative_prompt: str = DEFAULT_NEGATIVE
 
+    @field_validator("contexts")
+    @classmethod
+    def _contexts(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, values in v.items():
+            if key in (*CLASS_FIELDS, "caption") or not key.isidentifier():
+                raise ValueError(f"{key!r} is not a usable field name (reserved or not an identifier)")
+            if not values:
+                raise ValueError(f"{key}: needs at least one value")
+        return v
+
     @field_validator("templates")
     @classmethod
-    def _templates(cls, v: list[str]) -> list[str]:
-        return _check_templates(v)
+    def _templates(cls, v: list[str], info) -> list[str]:
+        _check_prompt_templates(v)
+        contexts = info.data.get("contexts") or {}
+        known = {*CLASS_FIELDS, *contexts} | ({"caption"} if info.data.get("captions") else set())
+        for t in v:
+            unknown = sorted(template_fields(t) - known)
+            if unknown:
+                raise ValueError(f"template {t!r} uses {unknown}, which are neither {{name}}/{{token}} nor "
+                                 f"keys of prompts.contexts ({sorted(contexts)})"
+                                 + ("" if info.data.get("captions") else " ({caption} needs prompts.captions)"))
+        return v
+
+    def uses_token(self) -> bool:
+        return any("token" in template_fields(t) for t in self.templates)
 
 
 class SDCommon(StrictModel):
@@ -116,10 +196,29 @@ class Text2ImgConfig(SDCommon):
     images_per_class: int = Field(10, ge=1)
     role: Literal["in_dist", "near_ood", "unsorted"] = "in_dist"
 
+    @model_validator(mode="after")
+    def _no_token(self) -> Text2ImgConfig:
+        _refuse_token(self.prompts, "text2img")
+        return self
+
+
+def _refuse_token(prompts: PromptConfig, kind: str) -> None:
+    if prompts.uses_token():
+        raise ValueError(f"prompts.templates: {{token}} is only for adapted generators (lora, diffmix); "
+                         f"{kind} has no learned token field (dafusion puts its token in {{name}})")
+
 
 class TextualInversionConfig(StrictModel):
-    """DA-Fusion step (a): one new token embedding per class, learned from its real train images."""
+    """DA-Fusion step (a): one new token embedding per class, learned from its real train images.
 
+    ``recipe: dafusion`` fills unset fields from :mod:`synthmix.generation.sd.recipes`;
+    ``load_from``: a folder of finished token files (``<class>.safetensors``, ``{token: [1, D]}``,
+    e.g. tokens trained elsewhere) used instead of training; a missing or mismatched file fails
+    before any image is made.
+    """
+
+    recipe: str | None = None
+    load_from: str | None = None
     enabled: bool = True
     steps: int = Field(1000, ge=0)
     learning_rate: float = Field(5e-4, gt=0)
@@ -133,6 +232,13 @@ class TextualInversionConfig(StrictModel):
     flip: bool = True                  # random horizontal flips of the training images
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data):
+        from synthmix.generation.sd.recipes import apply_recipe
+
+        return apply_recipe(data, "textual_inversion")
 
     @field_validator("templates")
     @classmethod
@@ -175,6 +281,7 @@ class DAFusionConfig(SDCommon):
 
     @model_validator(mode="after")
     def _roles(self) -> DAFusionConfig:
+        _refuse_token(self.prompts, "dafusion")
         if self.in_dist_max >= self.near_ood_min:
             raise ValueError(f"in_dist_max ({self.in_dist_max}) must be below near_ood_min ({self.near_ood_min})")
         # img2img runs int(steps * strength) denoising steps: zero would return the input unchanged

@@ -16,7 +16,7 @@ from synthmix.core.seeding import derive_seed
 from synthmix.generation.protocol import planned_id
 from synthmix.generation.sd.batching import OomSplitter
 from synthmix.generation.sd.config import role_for_strength
-from synthmix.generation.sd.prompts import class_name, class_prompt, placeholder_token
+from synthmix.generation.sd.prompts import class_name, placeholder_token, prompt_for, require_token
 from synthmix.generation.sd.text2img import content_hash
 from synthmix.generation.sd.textual_inversion import ti_filename
 
@@ -41,8 +41,12 @@ def tokens_for(classes: Sequence[str]) -> dict[str, str]:
 def plan_dafusion(cfg, real_rows: Sequence[dict[str, Any]], revision: str | None) -> list[dict[str, Any]]:
     """Planned rows: for each real row x strength x ``images_per_real``. Sorted by strength, so batches
     (one pipeline call needs one strength) are mostly uniform."""
-    h = content_hash(cfg, {**dict.fromkeys(NOT_CONTENT, True), "textual_inversion": {"checkpoint_every": True}})
+    from synthmix.generation.sd.recipes import recipe_record
+
+    h = content_hash(cfg, {**dict.fromkeys(NOT_CONTENT, True),
+                           "textual_inversion": {"checkpoint_every": True, "recipe": True}})
     ti = cfg.textual_inversion.enabled
+    recipe = recipe_record("textual_inversion", cfg.textual_inversion, cfg.model) if ti else None
     tokens = tokens_for(sorted({r["label"] for r in real_rows}))
     p = cfg.prompts
     rows = []
@@ -50,17 +54,20 @@ def plan_dafusion(cfg, real_rows: Sequence[dict[str, Any]], revision: str | None
         role = role_for_strength(s, cfg.in_dist_max, cfg.near_ood_min)
         for parent in real_rows:
             label = parent["label"]
-            names = {label: tokens[label]} if ti else p.names
             for m in range(cfg.images_per_real):
+                prompt = prompt_for(p, label, m, cfg.seed, name=tokens[label] if ti else None)
+                if ti:
+                    require_token(prompt, tokens[label], "generator.prompts.templates")
                 rows.append({
                     "id": planned_id(NAME, h, parent["id"], s, m), "label": label, "split": "train",
                     "source": NAME, "role": role, "parent_id": parent["id"], "parent_label": label,
                     "seed": derive_seed(cfg.seed, parent["id"], s, m), "strength": s,
                     "guidance": cfg.guidance, "steps": cfg.steps,
-                    "prompt": class_prompt(label, m, p.templates, names),
+                    "prompt": prompt,
                     "negative_prompt": p.negative_prompt or None, "method": "img2img", "generator": NAME,
                     "model_id": cfg.model, "model_revision": revision, "scheduler": cfg.scheduler,
                     "checkpoint": f"{TI_DIR}/{ti_filename(tokens[label])}" if ti else None,
+                    "recipe": recipe,
                 })
     return rows
 
@@ -107,7 +114,7 @@ class DAFusionGenerator:
         """Textual inversion for every class of the parents (resumes / loads finished ones)."""
         from synthmix.core.log import console
         from synthmix.data.images import load_rgb
-        from synthmix.generation.sd.textual_inversion import check_supported, fingerprint, train_token
+        from synthmix.generation.sd.textual_inversion import check_supported, fingerprint, load_token, train_token
 
         check_supported(self.pipe)
         ti = self.cfg.textual_inversion
@@ -119,6 +126,9 @@ class DAFusionGenerator:
             token = tokens[label]
             init = ti.initializer or class_name(label, self.cfg.prompts.names)
             fp = fingerprint(self.cfg.model, self.revision, ti, token, init, [pid for pid, _ in items])
+            if ti.load_from:
+                self.ti_results[label] = load_token(self.pipe, token, ti.load_from)
+                continue
             images = [load_rgb(p) for _, p in items]
             if not (self.out_dir / TI_DIR / ti_filename(token)).exists():
                 console().print(f"textual inversion {token}: {len(images)} images, {ti.steps} steps ...",
@@ -133,6 +143,11 @@ class DAFusionGenerator:
 
     def render(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         self._pipeline()
+        if self.cfg.textual_inversion.enabled:
+            from synthmix.generation.sd.textual_inversion import check_tokens_known
+
+            labels = sorted({label for label, _ in self.parents.values()})
+            check_tokens_known(self.pipe.tokenizer, [r["prompt"] for r in rows], list(tokens_for(labels).values()))
         out: dict[int, Any] = {}
         # one pipeline call per strength (a scalar of the call); rows keep their own generators
         for s in sorted({r["strength"] for r in rows}):

@@ -9,7 +9,7 @@ from synthmix.core.hashing import config_hash
 from synthmix.core.seeding import derive_seed
 from synthmix.generation.protocol import planned_id
 from synthmix.generation.sd.batching import OomSplitter
-from synthmix.generation.sd.prompts import class_prompt
+from synthmix.generation.sd.prompts import prompt_for
 
 NAME = "text2img"
 
@@ -23,14 +23,18 @@ def content_hash(cfg, exclude: set[str] | dict = NOT_CONTENT) -> str:
 
     Raising ``images_per_class`` or adding classes keeps the ids (and images) already made.
     """
-    return config_hash(cfg.model_dump(mode="json", exclude=exclude))
+    from synthmix.generation.sd.config import content_dump
+
+    return config_hash(content_dump(cfg, exclude))
 
 
-def plan_text2img(cfg, classes: Sequence[str], revision: str | None) -> list[dict[str, Any]]:
+def plan_text2img(cfg, classes: Sequence[str], revision: str | None,
+                  extra: dict[str, dict[str, list[str]]] | None = None) -> list[dict[str, Any]]:
     """Planned manifest rows: ``images_per_class`` per class, prompts cycling over the templates.
 
     The seed of image ``i`` of class ``c`` is ``derive_seed(cfg.seed, c, i)``: it does not change
-    when steps, guidance or prompts change, so such sweeps compare like with like.
+    when steps, guidance or prompts change, so such sweeps compare like with like. ``extra``:
+    label -> {field: values} for per-class template fields (captions).
     """
     h = content_hash(cfg)
     p = cfg.prompts
@@ -41,7 +45,7 @@ def plan_text2img(cfg, classes: Sequence[str], revision: str | None) -> list[dic
                 "id": planned_id(NAME, h, label, i), "label": label, "split": "train", "source": NAME,
                 "role": cfg.role, "parent_id": None, "parent_label": label,
                 "seed": derive_seed(cfg.seed, label, i), "strength": None, "guidance": cfg.guidance,
-                "steps": cfg.steps, "prompt": class_prompt(label, i, p.templates, p.names),
+                "steps": cfg.steps, "prompt": prompt_for(p, label, i, cfg.seed, extra=(extra or {}).get(label)),
                 "negative_prompt": p.negative_prompt or None, "method": "txt2img", "generator": NAME,
                 "model_id": cfg.model, "model_revision": revision, "scheduler": cfg.scheduler,
                 "checkpoint": None,

@@ -98,9 +98,62 @@ def initial_embedding(tokenizer, text_encoder, words: str):
 def fingerprint(model: str, revision: str | None, cfg, token: str, init_words: str,
                 image_ids: Sequence[str]) -> str:
     """What a learned embedding depends on; a checkpoint with another fingerprint is not reused."""
-    data = cfg.model_dump(mode="json", exclude={"checkpoint_every", "enabled"})
+    from synthmix.generation.sd.config import content_dump
+
+    data = content_dump(cfg, exclude={"checkpoint_every", "enabled", "recipe"})
     return config_hash({"model": model, "revision": revision, "ti": data, "token": token,
                         "init": init_words, "images": sorted(image_ids)}, n=16)
+
+
+def encode_images(pipe, images, resolution: int, flip: bool, device: str):
+    """VAE latent mean/std [N(x2 with flips), C, h, w] of PIL images, computed once (see the training loops)."""
+    return _encode_images(pipe, images, resolution, flip, device)
+
+
+def check_token_files(folder: str | Path, tokens: Sequence[str]) -> None:
+    """Loud failure before anything is made: every token needs ``<folder>/<name>.safetensors``."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"generator.textual_inversion.load_from: {folder} is not a folder")
+    missing = [ti_filename(t) for t in tokens if not (folder / ti_filename(t)).is_file()]
+    if missing:
+        raise ConfigError(f"generator.textual_inversion.load_from: {folder} lacks {missing} "
+                          f"(one <class>.safetensors per class token {list(tokens)}); a missing embedding would "
+                          "leave the token as meaningless characters in the prompt")
+
+
+def load_token(pipe, token: str, folder: str | Path) -> TIResult:
+    """Install the finished embedding of ``token`` from ``<folder>/<name>.safetensors`` (``{token: [1, D]}``).
+
+    The file must hold exactly this token with the text encoder's width: a file for another token or
+    model fails with a :class:`ConfigError` naming it (diffusers would load a mismatched file silently
+    or not at all)."""
+    from safetensors import safe_open
+
+    path = Path(folder).expanduser() / ti_filename(token)
+    check_token_files(folder, [token])
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        if keys != [token]:
+            raise ConfigError(f"{path}: holds {keys}, expected exactly the token {token!r}")
+        emb = f.get_tensor(token)
+        step = int((f.metadata() or {}).get("step", 0))
+    width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+    if emb.reshape(-1).shape[0] != width:
+        raise ConfigError(f"{path}: embedding of width {emb.reshape(-1).shape[0]}, but the text encoder of this "
+                          f"model has width {width}: the token was learned for another base model")
+    install_tokens(pipe.tokenizer, pipe.text_encoder, {token: emb})
+    return TIResult(token, emb.reshape(-1).float(), path, [], step)
+
+
+def check_tokens_known(tokenizer, prompts: Sequence[str], tokens: Sequence[str]) -> None:
+    """Loud failure: a class token used by a prompt must be one token of the tokenizer (installed);
+    otherwise CLIP splits ``<apple>`` into characters and the learned embedding is silently unused."""
+    vocab = tokenizer.get_vocab()
+    absent = sorted({t for t in tokens if t not in vocab and any(t in p for p in prompts)})
+    if absent:
+        raise ConfigError(f"generator: the prompts use the tokens {absent}, which the tokenizer does not know "
+                          "(no embedding installed); the pipeline would ignore them silently")
 
 
 def _encode_images(pipe, images, resolution: int, flip: bool, device: str):
@@ -125,16 +178,27 @@ def _encode_images(pipe, images, resolution: int, flip: bool, device: str):
     return torch.cat(means), torch.cat(stds)
 
 
-def _save_state(path: Path, emb, opt, step: int, fp: str) -> None:
+def save_state(path: Path, tensors: dict[str, Any], step: int, fp: str, **metadata: str) -> None:
+    """Atomically write a training checkpoint: ``tensors`` + ``step`` + ``fingerprint`` (+ metadata)."""
     from safetensors.torch import save_file
 
-    st = opt.state.get(opt.param_groups[0]["params"][0], {})
-    tensors = {"embedding": emb.detach().cpu().contiguous()}
-    if st:
-        tensors["exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
-        tensors["exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"step": str(step), "fingerprint": fp})
+        save_file(tensors, str(tmp), metadata={"step": str(step), "fingerprint": fp, **metadata})
+
+
+def _save_state(path: Path, emb, opt, step: int, fp: str) -> None:
+    st = opt.state.get(opt.param_groups[0]["params"][0], {})
+    tensors = {"embedding": emb}
+    if st:
+        tensors["exp_avg"] = st["exp_avg"]
+        tensors["exp_avg_sq"] = st["exp_avg_sq"]
+    save_state(path, tensors, step, fp)
+
+
+def load_state(path: Path, fp: str):
+    """``(step, tensors)`` of a checkpoint written by :func:`save_state`; another fingerprint is an error."""
+    return _load_state(path, fp)
 
 
 def _load_state(path: Path, fp: str):
