@@ -152,3 +152,55 @@ def test_embedded_batch_size_bounds_each_sampling_call_and_keeps_images(one_clas
         diff = np.abs(a.astype(int) - b.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     assert not np.array_equal(images[2][0], images[2][1])
+
+
+# ---------------------------------------------------------------- SD: the loaded dtype is the requested one
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    from synthmix.generation.sd.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("model") / "tiny-sd")
+
+
+def _load(tiny_sd, **speed):
+    from synthmix.generation.sd.config import Text2ImgConfig
+    from synthmix.generation.sd.pipeline import load_pipeline
+
+    return load_pipeline(Text2ImgConfig(model=str(tiny_sd), speed=speed), "text2img", "cpu")
+
+
+def test_pipeline_loads_in_the_requested_dtype(tiny_sd):
+    import torch
+
+    pipe = _load(tiny_sd, dtype="bfloat16", channels_last=False)
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    assert pipe.text_encoder.dtype == torch.bfloat16
+    assert _load(tiny_sd, channels_last=False).unet.dtype == torch.float32  # auto on a CPU
+
+
+def test_a_dtype_ignored_at_load_is_an_error(tiny_sd, monkeypatch):
+    """diffusers < 0.40 ignores ``from_pretrained(dtype=...)`` and loads float32 without a word:
+    simulated here by dropping the argument. Before: the run went on in float32."""
+    from diffusers import AutoPipelineForText2Image
+
+    real = AutoPipelineForText2Image.from_pretrained
+
+    def old_diffusers(folder, **kwargs):
+        kwargs.pop("dtype")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", staticmethod(old_diffusers))
+    with pytest.raises(ConfigError, match=r"generator\.speed\.dtype: .* loaded as torch\.float32, not the "
+                                          r"requested torch\.bfloat16 .*diffusers >= 0\.40"):
+        _load(tiny_sd, dtype="bfloat16")
+    _load(tiny_sd, dtype="float32")  # what was asked for: no error
+
+
+def test_attention_settings_reach_the_pipeline(tiny_sd):
+    """classic alone is honoured (diffusers' AttnProcessor); fuse_qkv with sdpa fuses."""
+    pipe = _load(tiny_sd, attention="classic", channels_last=False)
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor"}
+    pipe = _load(tiny_sd, attention="sdpa", fuse_qkv=True, channels_last=False)
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}

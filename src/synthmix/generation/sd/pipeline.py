@@ -93,7 +93,23 @@ def load_pipeline(cfg, task: str, device: str):
     except (OSError, ValueError) as err:
         raise ConfigError(f"generator.model: cannot load {cfg.model!r} from {folder} as a {task} pipeline: "
                           f"{err}") from None
+    check_loaded_dtype(pipe, dtype, cfg.model)
     return prepare_pipeline(pipe, cfg.speed, device, cfg.scheduler)
+
+
+def check_loaded_dtype(pipe, dtype, model: str) -> None:
+    """ConfigError unless the pipeline's denoiser was loaded in ``dtype``.
+
+    diffusers before 0.40 does not know ``from_pretrained(dtype=...)`` and silently loads float32:
+    on a GPU that would be a slower run using twice the memory asked for, so it is refused instead.
+    """
+    net = denoiser(pipe)
+    got = getattr(net, "dtype", None)
+    if got is not None and got != dtype:
+        import diffusers
+
+        raise ConfigError(f"generator.speed.dtype: {model!r} was loaded as {got}, not the requested {dtype} "
+                          f"(diffusers {diffusers.__version__} ignored dtype=; synthmix needs diffusers >= 0.40)")
 
 
 def denoiser(pipe):
