@@ -35,7 +35,13 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 NO_NORM_MEAN: tuple[float, float, float] = (0.0, 0.0, 0.0)
 NO_NORM_STD: tuple[float, float, float] = (1.0, 1.0, 1.0)
-NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "none": (NO_NORM_MEAN, NO_NORM_STD)}
+# Pretrained timm / CLIP models use one of these (synthmix.models.model_defaults names it).
+INCEPTION_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "inception": (INCEPTION_MEAN, INCEPTION_STD),
+                  "clip": (CLIP_MEAN, CLIP_STD), "none": (NO_NORM_MEAN, NO_NORM_STD)}
 
 # ITU-R 601 luma weights (what PIL's convert("L") and torchvision's rgb_to_grayscale use).
 _LUMA = (0.299, 0.587, 0.114)
