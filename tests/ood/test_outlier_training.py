@@ -184,3 +184,72 @@ def test_outlier_config_validation():
     assert OutlierConfig(source="corrupted", loss="energy").resolved_weight() == 0.1
     assert OutlierConfig(source="synthetic_role", loss="energy", weight=0.3).loss_config() == \
         OutlierLossConfig(loss="energy", weight=0.3)
+
+
+# ------------------------------------------------------------------ the outliers: section of a run
+
+TRAIN = {"model": "tiny_cnn", "input_size": 32, "epochs": 2, "batch_size": 8, "device": "cpu"}
+
+
+def _near_ood_manifest(root, per_class=4):
+    from conftest import make_image
+    from synthmix.data.manifest import new_row, write_manifest
+
+    rows = []
+    for c in ("apple", "banana", "orange"):
+        for i in range(per_class):
+            p = root / "img" / f"{c}_{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            make_image((120, 90, 160), size=(36, 36), seed=500 + 7 * i + len(c)).save(p)
+            rows.append(new_row(id=f"nood-{c}-{i}", path=f"img/{p.name}", label=c, parent_label=c, split="train",
+                                source="embedded", role="near_ood", method="vos", status="ok"))
+    write_manifest(root / "manifest.jsonl", rows)
+    return root / "manifest.jsonl"
+
+
+def test_train_run_with_synthetic_role_outliers_records_counts(tiny_folder, tmp_path):
+    import json
+
+    from synthmix.core.config import load_config
+    from synthmix.training.train import TrainRunConfig, train_run
+
+    nood = _near_ood_manifest(tmp_path / "syn")
+    cfg = TrainRunConfig(folder=tiny_folder, val_fraction=0.25, synthetic_manifests=[nood], train=TRAIN,
+                         gradcam=False, eval_splits=["test"],
+                         outliers={"source": "synthetic_role", "roles": ["near_ood"], "loss": "oe",
+                                   "max_images": 10})
+    run = tmp_path / "run"
+    res = train_run(cfg, run, progress=False)
+    assert res["outliers"]["n"] == 10 and res["outliers"]["roles"] == {"near_ood": 10}
+    assert res["outliers"]["weight"] == 0.5 and res["outliers"]["loss"] == "oe"
+    assert res["selection"]["n_synthetic"] == 0  # outliers are not training rows of the mix
+    stored = json.loads((run / "outliers.json").read_text())
+    assert len(stored["ids"]) == 10 and all(i.startswith("nood-") for i in stored["ids"])
+    assert load_config(TrainRunConfig, run / "config.yaml").outliers.source == "synthetic_role"
+    # the role is absent: a clear error, before training
+    with pytest.raises(ConfigError, match="outlier set is empty.*role in \\['reject'\\]"):
+        train_run(cfg.model_copy(update={"outliers": OutlierConfig(source="synthetic_role", roles=["reject"])}),
+                  tmp_path / "run2", progress=False)
+
+
+def test_train_run_with_corrupted_and_folder_outliers(tiny_folder, tmp_path):
+    from conftest import make_image
+    from synthmix.training.train import TrainRunConfig, train_run
+
+    base = dict(folder=tiny_folder, val_fraction=0.25, train=TRAIN, gradcam=False, eval_splits=["test"])
+    res = train_run(TrainRunConfig(**base, outliers={"source": "corrupted", "loss": "energy", "m_in": -6,
+                                                     "m_out": -2}), tmp_path / "cor", progress=False)
+    assert res["outliers"]["n"] == 18 and sum(res["outliers"]["kinds"].values()) == 18  # one per real image
+    assert res["outliers"]["weight"] == 0.1 and res["fit"]["epochs_run"] == 2
+    folder = tmp_path / "ood"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        make_image((10, 200, 10), size=(30, 30), seed=i).save(folder / "sub" / f"{i}.png")
+    res = train_run(TrainRunConfig(**base, outliers={"source": "folder", "path": folder}), tmp_path / "fol",
+                    progress=False)
+    assert res["outliers"]["n"] == 3 and res["outliers"]["source"] == "folder"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="outlier set is empty"):
+        train_run(TrainRunConfig(**base, outliers={"source": "folder", "path": empty}), tmp_path / "e",
+                  progress=False)

@@ -16,6 +16,9 @@
     cache_dir: null                             # decoded-image cache (shared by seeds)
     eval_splits: [val, test]
     gradcam: true
+    outliers: null                              # {source: synthetic_role | corrupted | folder,
+                                                #   loss: oe | energy, ...}: Outlier Exposure /
+                                                #   energy margin (synthmix.training.outliers)
 
 Relative paths are relative to the working directory; the run's ``config.yaml`` stores
 them by the rule of ``synthmix.core.paths`` (relative inside the run tree, else absolute), so a
@@ -33,6 +36,7 @@ Run directory layout (``train_run(cfg, run_dir)``)::
     eval/<set>/              metrics.json, logits.npy, features.npy, labels.npy, ids.json,
                              roc.png, pr.png, confusion.png, calibration.png, gradcam.png
     results.json             fit summary + history, selection counts, headline metrics per set
+    outliers.json            (with outliers) source, count by role / kind, loss settings, row ids
 
 ``train_seeds(cfg, out_dir, seeds)`` runs independent seeds in ``out_dir/seed-<s>/`` and writes
 ``out_dir/summary.json`` (per split and metric: mean, 95 % t-interval, per-seed values).
@@ -56,6 +60,7 @@ from synthmix.core.paths import mark_run_root, portable_path, resolve_stored, ru
 from synthmix.data.preprocess import PreprocessConfig
 from synthmix.training.config import TrainConfig
 from synthmix.training.mixes import MixConfig
+from synthmix.training.outliers import OutlierConfig
 
 
 class StageConfig(StrictModel):
@@ -81,6 +86,7 @@ class TrainRunConfig(StrictModel):
     cache_dir: Path | None = None
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
     gradcam: bool = True
+    outliers: OutlierConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainRunConfig:
@@ -94,7 +100,9 @@ class TrainRunConfig(StrictModel):
 
         return self.model_copy(update={"manifest": one(self.manifest), "folder": one(self.folder),
                                        "cache_dir": one(self.cache_dir),
-                                       "synthetic_manifests": [one(p) for p in self.synthetic_manifests]})
+                                       "synthetic_manifests": [one(p) for p in self.synthetic_manifests],
+                                       "outliers": self.outliers if self.outliers is None or self.outliers.path
+                                       is None else self.outliers.model_copy(update={"path": one(self.outliers.path)})})
 
     def resolved(self) -> TrainRunConfig:
         """Paths made absolute (relative ones are relative to the working directory)."""
@@ -222,12 +230,24 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
 
     sel = select_training_rows(rows, cfg.mix, seed, classes)
     write_selection(sel, run_dir)
-    result = fit(model, tensors(sel.rows), val, cfg.train, run_dir, progress=progress, dist=dist)
+    x_out, out_summary = None, None
+    if cfg.outliers is not None:  # Outlier Exposure / energy margin (synthmix.training.outliers)
+        from synthmix.training.outliers import build_outliers
+
+        x_out, out_summary = build_outliers(
+            cfg.outliers, rows, classes, seed,
+            load=lambda r: load_tensor(r, cfg.manifest, size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir),
+            real_train=tensors(real_train_rows(rows, classes)) if cfg.outliers.source == "corrupted" else None)
+        atomic_write_json(run_dir / "outliers.json", out_summary)
+    result = fit(model, tensors(sel.rows), val, cfg.train, run_dir, progress=progress, dist=dist,
+                 outliers=x_out, outlier_loss=cfg.outliers.loss_config() if cfg.outliers else None)
     if dist is not None and not dist.is_main:
         return {"rank": dist.rank, "fit": result.to_dict()}
     save_weights(run_dir / "checkpoints" / "final.pt", model)
     results.update(fit=result.to_dict(), selection=sel.summary(),
                    n_real_train_available=len(real_train_rows(rows, classes)), eval={})
+    if out_summary is not None:
+        results["outliers"] = {k: v for k, v in out_summary.items() if k != "ids"}
 
     from synthmix.core.device import pick_device
 
