@@ -2,16 +2,21 @@
 
 Convention: every score is an *in-distribution* score — higher means "looks like training
 data" (pytorch-ood's detectors return outlier scores, the negative of these). Detectors that
-need fitting (kNN, Mahalanobis) are fit on TRAIN features only.
+need fitting (kNN, Mahalanobis, ViM, ReAct) are fit on TRAIN features only. ViM, ReAct, GEN and
+MaxLogit live in :mod:`synthmix.evaluation.ood.posthoc`; :class:`FittedDetectors` fits and scores
+every registered name (:data:`DETECTOR_INFO`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from synthmix.evaluation.ood.posthoc import LinearHead, ReActDetector, ViMDetector
 
 
 def msp_score(logits: np.ndarray) -> np.ndarray:
@@ -130,21 +135,81 @@ class MahalanobisDetector:
         return -np.min(np.stack(d, axis=1), axis=1)
 
 
+# The default set (what studies score unless told otherwise) and every registered name.
 DETECTORS = ("msp", "energy", "knn", "mahalanobis")
+# name -> (needs the model's head, description). ``vim`` / ``react`` need a LinearHead (fit with
+# ``head=LinearHead.from_model(model)``); the others work from cached features / logits alone.
+DETECTOR_INFO: dict[str, tuple[bool, str]] = {
+    "msp": (False, "maximum softmax probability (Hendrycks & Gimpel 2017)"),
+    "energy": (False, "negative free energy logsumexp(logits) (Liu et al. 2020)"),
+    "maxlogit": (False, "maximum logit (Hendrycks et al. 2022)"),
+    "gen": (False, "generalised entropy, gamma 0.1 (Liu et al. 2023)"),
+    "knn": (False, "k-th nearest L2-normalised train feature, k 10 (Sun et al. 2022)"),
+    "mahalanobis": (False, "class means, shared Ledoit-Wolf covariance, normalised features (Lee et al. 2018)"),
+    "vim": (True, "virtual-logit matching on penultimate activations (Wang et al. 2022)"),
+    "react": (True, "energy after clipping penultimate activations at the 90th train percentile (Sun et al. 2021)"),
+}
+ALL_DETECTORS = tuple(DETECTOR_INFO)
+
+
+def available_detectors(with_head: bool = True) -> tuple[str, ...]:
+    """Registered detector names (without the head-based ones when ``with_head`` is False)."""
+    return tuple(n for n, (needs_head, _) in DETECTOR_INFO.items() if with_head or not needs_head)
 
 
 @dataclass
 class FittedDetectors:
-    """All four detectors, fit on train features/labels; :meth:`score` maps cached outputs to scores."""
+    """Every detector, fit on train features/labels; :meth:`score` maps cached outputs to scores.
+
+    ``fit(train_features [N, D], train_labels [N], k, head=None)``: with ``head`` (a
+    :class:`~synthmix.evaluation.ood.posthoc.LinearHead`, e.g. ``LinearHead.from_model(model)``)
+    ViM and ReAct are fitted too, on the train penultimate activations. :attr:`names` lists what
+    :meth:`score` returns."""
 
     knn: KNNDetector
     mahalanobis: MahalanobisDetector
+    head: LinearHead | None = None
+    vim: ViMDetector | None = None
+    react: ReActDetector | None = None
+    gen_gamma: float = 0.1
+    gen_m: int | None = None
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, train_labels: np.ndarray, k: int = 10) -> FittedDetectors:
-        return cls(KNNDetector.fit(train_features, k), MahalanobisDetector.fit(train_features, train_labels))
+    def fit(cls, train_features: np.ndarray, train_labels: np.ndarray, k: int = 10, *,
+            head: LinearHead | None = None, react_percentile: float = 90.0, vim_dim: int | None = None,
+            gen_gamma: float = 0.1, gen_m: int | None = None) -> FittedDetectors:
+        from synthmix.evaluation.ood.posthoc import ReActDetector, ViMDetector
 
-    def score(self, features: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
-        """features [N, D], logits [N, C] -> {detector name: ID scores [N]}."""
-        return {"msp": msp_score(logits), "energy": energy_score(logits),
-                "knn": self.knn.score(features), "mahalanobis": self.mahalanobis.score(features)}
+        vim = react = None
+        if head is not None:
+            h = head.penultimate(train_features)
+            vim = ViMDetector.fit(h, head, vim_dim)
+            react = ReActDetector.fit(h, head, react_percentile)
+        return cls(KNNDetector.fit(train_features, k), MahalanobisDetector.fit(train_features, train_labels),
+                   head, vim, react, gen_gamma, gen_m)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return available_detectors(with_head=self.head is not None)
+
+    def score(self, features: np.ndarray, logits: np.ndarray,
+              names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """features [N, D], logits [N, C] -> {detector name: ID scores [N]} for ``names``
+        (default: :attr:`names`). An unknown or unfitted name is a ValueError."""
+        from synthmix.evaluation.ood.posthoc import gen_score, maxlogit_score
+
+        names = self.names if names is None else tuple(names)
+        bad = [n for n in names if n not in self.names]
+        if bad:
+            hint = " (vim / react need FittedDetectors.fit(..., head=LinearHead.from_model(model)))" \
+                if set(bad) & {"vim", "react"} else ""
+            raise ValueError(f"unknown or unfitted OOD detector(s) {bad}; available: {list(self.names)}{hint}")
+        fns = {"msp": lambda: msp_score(logits), "energy": lambda: energy_score(logits),
+               "maxlogit": lambda: maxlogit_score(logits),
+               "gen": lambda: gen_score(logits, self.gen_gamma, self.gen_m),
+               "knn": lambda: self.knn.score(features), "mahalanobis": lambda: self.mahalanobis.score(features)}
+        h = self.head.penultimate(features) if self.head is not None and {"vim", "react"} & set(names) else None
+        if h is not None:
+            fns["vim"] = lambda: self.vim.score(h)
+            fns["react"] = lambda: self.react.score(h)
+        return {n: fns[n]() for n in names}
