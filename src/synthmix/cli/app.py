@@ -26,14 +26,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
-    """Stages: data, generator, generate, curate, train, evaluate, run, status, report, demo, audit."""
+    """Stages: data, generator, generate, curate, train, evaluate, run, status, report, demo, audit,
+    inspect, export."""
 
 
 def _register() -> None:
     # Each module adds its commands to ``app``; a module that does not exist yet is skipped.
     import importlib
 
-    for name in ("data", "train", "generator", "generate", "curate", "experiments", "audit"):
+    for name in ("data", "train", "generator", "generate", "curate", "experiments", "audit", "inspect",
+                 "export"):
         try:
             importlib.import_module(f"synthmix.cli.{name}")
         except ModuleNotFoundError as err:
