@@ -19,8 +19,6 @@ def kind_of(data: dict) -> str:
         return "study"
     if {"generator", "out_dir", "manifest"} <= keys:
         return "generate"
-    if "contrastive" in keys and "ood_label" in keys:
-        return "thesis-contrastive"
     if "train" in keys and keys & {"folder", "manifest"}:
         return "train-run"
     if {"manifest", "out_dir", "resolution"} <= keys:
@@ -42,10 +40,6 @@ def load(path: Path):
         from synthmix.generation.jobs import load_generate_config
 
         return kind, load_generate_config(path)
-    if kind == "thesis-contrastive":
-        from synthmix.training.contrastive_setups import ThesisConfig
-
-        return kind, load_config(ThesisConfig, path)
     if kind == "train-run":
         from synthmix.training.train import TrainRunConfig
 

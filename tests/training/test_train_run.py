@@ -60,7 +60,7 @@ def test_train_run_layout_two_stage_mix_and_evaluate(tiny_folder, tmp_path):
         train_run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": 0.1})}), run,
                   progress=False)
 
-    from synthmix.evaluation.evaluate import evaluate_run
+    from synthmix.training.rundir import evaluate_run
 
     again = evaluate_run(run, split="test", name="test-again", gradcam=False)
     assert again["accuracy"] == pytest.approx(res["eval"]["test"]["accuracy"])

@@ -1,5 +1,4 @@
-"""``synthmix curate MANIFEST --model RUN_DIR [--out DIR] [--config CURATION.yaml]`` and
-``synthmix contrastive CONFIG --out DIR`` (the thesis setups: contrastive + OOD, over seeds)."""
+"""``synthmix curate MANIFEST --model RUN_DIR [--out DIR] [--config CURATION.yaml]``."""
 
 from __future__ import annotations
 
@@ -30,18 +29,3 @@ def curate_cmd(
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(s["counts"].items())) or "no synthetic rows"
     typer.echo(f"{s['n_synthetic']} synthetic rows -> {counts}")
     typer.echo(f"curated manifest: {Path(out) / s['manifest']}")
-
-
-@app.command("contrastive")
-def contrastive_cmd(
-    config: Path = typer.Argument(..., help="ThesisConfig YAML (e.g. configs/thesis-contrastive.yaml)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (one run per setup and seed)."),
-) -> None:
-    """Contrastive pretraining + probe for the thesis setups (real only / + in-distribution
-    synthetic / + near-OOD negatives) over seeds: accuracy and OOD AUROC / FPR@95, mean ± CI."""
-    from synthmix.core.config import load_config
-    from synthmix.training.contrastive_setups import ThesisConfig, run_setups, summary_markdown
-
-    summary = run_setups(load_config(ThesisConfig, config), out)
-    typer.echo(summary_markdown(summary))
-    typer.echo(f"summary: {out / 'summary.json'}")

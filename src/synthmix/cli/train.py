@@ -58,7 +58,8 @@ def evaluate_cmd(
     gradcam: bool = typer.Option(True, "--gradcam/--no-gradcam", help="Write Grad-CAM overlays."),
 ) -> None:
     """Evaluate a trained run: metrics, ROC/PR/confusion/calibration plots, Grad-CAM, cached features."""
-    from synthmix.evaluation.evaluate import evaluate_run, headline
+    from synthmix.evaluation.evaluate import headline
+    from synthmix.training.rundir import evaluate_run
 
     res = evaluate_run(run_dir, split=split, folder=folder, name=name, gradcam=gradcam)
     _print_results({"eval": {res["name"]: headline(res) if "accuracy" in res else None}})

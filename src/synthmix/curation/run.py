@@ -1,7 +1,7 @@
 """The curation step over a manifest: score every synthetic row, sort it, write the result.
 
 ``curate_manifest(manifest, run_dir, out_dir, cfg) -> summary`` loads the classifier of a
-finished run (``evaluation.evaluate.load_run_model``: a CE run or a contrastive run), then
+finished run (``training.rundir.load_run_model``: a CE run or a contrastive run), then
 
 1. features of the REAL TRAIN rows -> class centroids;
 2. REAL VALIDATION rows -> calibrated thresholds (percentiles of their confidences and
@@ -74,8 +74,8 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     from synthmix.curation.scorers import class_centroids, degenerate_reason, image_stats, model_scores
     from synthmix.curation.sort import assign_role, calibrate
     from synthmix.data.manifest import read_manifest, rebase_rows, resolve_path, write_manifest
-    from synthmix.evaluation.evaluate import load_run_model
     from synthmix.evaluation.features import extract
+    from synthmix.training.rundir import load_run_model
 
     cfg = cfg or CurationConfig()
     manifest, out_dir = Path(manifest), Path(out_dir)

@@ -13,23 +13,21 @@ gradcam=True, normalization="imagenet", device="cpu") -> dict`` writes into ``ou
 
 ``y=None`` (or all -1) caches features/logits only, e.g. for an OOD set.
 
-``evaluate_run(run_dir, *, split="test" | folder=Path, name=None) -> dict`` loads a run made
-by ``synthmix.training.train.train_run`` (config.yaml, classes.json,
-checkpoints/final.pt) and evaluates it on a manifest split or on another ImageFolder
-(classes matched by name, see ``evaluation.crossdata``), writing to ``run_dir/eval/<name>/``.
+``evaluate_splits(model, rows, classes, out_dir, splits, tensors)`` runs it on each manifest split.
+Loading a run directory (``load_run_model``, ``evaluate_run``) lives in
+``synthmix.training.rundir``: evaluation never imports training.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthmix.core.errors import DataError
-from synthmix.core.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from synthmix.core.io import atomic_path, atomic_write_json, atomic_write_text
 
 
 def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Path, *, name: str,
@@ -80,47 +78,25 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
     return result
 
 
-def load_run_model(run_dir: str | Path):
-    """(model with final weights, TrainRunConfig, classes) of a finished run."""
-    from synthmix.models import create_model
-    from synthmix.training.checkpoint import load_weights
-    from synthmix.training.train import load_run_config
-
-    run_dir = Path(run_dir)
-    for f in ("config.yaml", "classes.json", "checkpoints/final.pt"):
-        if not (run_dir / f).exists():
-            raise DataError(run_dir / f, "missing: not a finished training run directory")
-    cfg = load_run_config(run_dir)
-    classes = read_json(run_dir / "classes.json")
-    model = create_model(cfg.train.model, len(classes), **cfg.train.model_args())
-    load_weights(run_dir / "checkpoints" / "final.pt", model)
-    model.eval()
-    return model, cfg, classes
-
-
-def evaluate_run(run_dir: str | Path, *, split: str = "test", folder: str | Path | None = None,
-                 name: str | None = None, gradcam: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate a finished run on ``split`` of its manifest, or on the ImageFolder ``folder``."""
-    from synthmix.data.tensors import label_tensor, load_tensor
-    from synthmix.training.train import load_rows
-
-    run_dir = Path(run_dir)
-    model, cfg, classes = load_run_model(run_dir)
-    size, norm = cfg.train.input_size, cfg.train.normalization
-    if folder is not None:
-        from synthmix.evaluation.crossdata import evaluate_folder
-
-        return evaluate_folder(model, folder, classes, run_dir / "eval", name=name, input_size=size,
-                               normalization=norm, preprocess=cfg.preprocess, gradcam=gradcam,
-                               device=device)
-    rows = [r for r in load_rows(cfg) if r.get("split") == split and r.get("label") in set(classes)]
-    if not rows:
-        raise DataError(cfg.manifest or run_dir, f"no rows of split {split!r} with a class of the run "
-                        f"({', '.join(classes)})")
-    x = load_tensor(rows, cfg.manifest, size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir)
-    y = label_tensor(rows, classes)
-    return evaluate_model(model, x, y.numpy(), classes, run_dir / "eval", name=name or split,
-                          ids=[r["id"] for r in rows], gradcam=gradcam, normalization=norm, device=device)
+def evaluate_splits(model, rows: Sequence[dict[str, Any]], classes: Sequence[str], out_dir: str | Path,
+                    splits: Sequence[str], tensors: Callable[[list[dict[str, Any]]], tuple[Any, Any]], *,
+                    gradcam: bool = True, normalization: str = "imagenet", device: str = "cpu",
+                    seed: int = 0) -> dict[str, dict[str, Any] | None]:
+    """:func:`evaluate_model` on the rows of each split in ``splits`` whose label is a class
+    (``out_dir/<split>/``); ``tensors(rows) -> (x uint8 [N,3,S,S], y int64 [N])``. Returns
+    ``{split: headline metrics}``, None for a split without rows."""
+    out: dict[str, dict[str, Any] | None] = {}
+    wanted = set(classes)
+    for split in splits:
+        ev_rows = [r for r in rows if r.get("split") == split and r.get("label") in wanted]
+        if not ev_rows:
+            out[split] = None
+            continue
+        x, y = tensors(ev_rows)
+        m = evaluate_model(model, x, y.numpy(), classes, out_dir, name=split, ids=[r["id"] for r in ev_rows],
+                           gradcam=gradcam, normalization=normalization, device=device, seed=seed)
+        out[split] = headline(m)
+    return out
 
 
 HEADLINE = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc_ovr", "ece")

@@ -49,6 +49,8 @@ class ContrastiveConfig(StrictModel):
     probe_epochs: int = Field(30, ge=0)
     probe_lr: float = Field(1e-2, gt=0)
     probe_batch_size: int = Field(64, ge=1)
+    probe_batches_per_epoch: int | None = Field(None, ge=1, description="probe steps per epoch (None = one "
+                                                "pass over the probe rows; more rows then mean more steps)")
     probe_augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     device: str = "cpu"
@@ -81,8 +83,9 @@ def _prep(x: torch.Tensor, normalization: str) -> torch.Tensor:
 
 
 def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, opt, generator,
-                   epoch: int, queue=None) -> float:
-    """One epoch of contrastive pretraining; returns the mean loss. Raises TrainingError on NaN."""
+                   epoch: int, queue=None) -> tuple[float, int, int]:
+    """One epoch of contrastive pretraining; returns (mean loss, optimizer steps, rows drawn; each
+    row gives two views). Raises TrainingError on NaN."""
     import torch
 
     from synthmix.core.errors import TrainingError
@@ -97,7 +100,7 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
     sampler.set_epoch(epoch)
     model.train()
     head.train()
-    total, steps = 0.0, 0
+    total, steps, images = 0.0, 0, 0
     dev = cfg.device
     for idx in sampler:
         idx_t = torch.as_tensor(idx)
@@ -123,7 +126,8 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
         opt.step()
         total += loss.item()
         steps += 1
-    return total / max(steps, 1)
+        images += b
+    return total / max(steps, 1), steps, images
 
 
 def features_of(model, x: torch.Tensor, normalization: str, device: str = "cpu",
@@ -137,23 +141,30 @@ def features_of(model, x: torch.Tensor, normalization: str, device: str = "cpu",
 
 
 def probe_epoch(model, x: torch.Tensor, y: torch.Tensor, cfg: ContrastiveConfig, opt, generator,
-                feats: torch.Tensor | None = None) -> float:
+                feats: torch.Tensor | None = None) -> tuple[float, int, int]:
     """One epoch of cross-entropy training of the classifier head (``feats`` given: frozen
     backbone, linear probe on cached features [N, D]) or of the whole model (fine-tune, with
-    ``cfg.probe_augment``). x: uint8 [N,3,S,S]; y: int64 [N]. Returns the mean loss."""
+    ``cfg.probe_augment``). x: uint8 [N,3,S,S]; y: int64 [N]. Returns (mean loss, steps, rows).
+
+    An epoch is ``cfg.probe_batches_per_epoch`` batches (default: one pass, ceil(N / batch)):
+    batches are the slices of shuffled passes over the rows, as many passes as needed, cut at
+    that count, so the step budget does not depend on N."""
     import torch
     import torch.nn.functional as F
 
     from synthmix.data.augment import augment_batch
 
-    n = len(y)
-    perm = torch.randperm(n, generator=generator)
+    n, bs = len(y), cfg.probe_batch_size
+    n_batches = cfg.probe_batches_per_epoch or -(-n // bs)
+    batches: list[torch.Tensor] = []
+    while n and len(batches) < n_batches:
+        perm = torch.randperm(n, generator=generator)
+        batches += [perm[i:i + bs] for i in range(0, n, bs)]
     model.train()
     if feats is not None:
         model.backbone.eval()  # frozen: no batch-norm statistics updates either
-    total, steps = 0.0, 0
-    for i in range(0, n, cfg.probe_batch_size):
-        idx = perm[i:i + cfg.probe_batch_size]
+    total, steps, images = 0.0, 0, 0
+    for idx in batches[:n_batches]:
         if feats is not None:
             logits = model.forward_head(feats[idx].to(cfg.device))
         else:
@@ -165,7 +176,8 @@ def probe_epoch(model, x: torch.Tensor, y: torch.Tensor, cfg: ContrastiveConfig,
         opt.step()
         total += loss.item()
         steps += 1
-    return total / max(steps, 1)
+        images += len(idx)
+    return total / max(steps, 1), steps, images
 
 
 @dataclass
@@ -237,8 +249,8 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
         save_checkpoint(checkpoint, st)
 
     while stage == "pretrain" and epoch < cfg.epochs:
-        loss = pretrain_epoch(model, head, data, cfg, opt, gen, epoch, queue)
-        history.append({"stage": "pretrain", "epoch": epoch, "loss": loss})
+        loss, steps, images = pretrain_epoch(model, head, data, cfg, opt, gen, epoch, queue)
+        history.append({"stage": "pretrain", "epoch": epoch, "loss": loss, "steps": steps, "images": images})
         epoch += 1
         save("pretrain", epoch, opt)
     if stage == "pretrain":
@@ -258,8 +270,8 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
     else:
         feats = None
     while epoch < cfg.probe_epochs:
-        loss = probe_epoch(model, probe_x, probe_y, cfg, probe_opt, gen, feats)
-        history.append({"stage": "probe", "epoch": epoch, "loss": loss})
+        loss, steps, images = probe_epoch(model, probe_x, probe_y, cfg, probe_opt, gen, feats)
+        history.append({"stage": "probe", "epoch": epoch, "loss": loss, "steps": steps, "images": images})
         epoch += 1
         save("probe", epoch, probe_opt)
     for p in model.parameters():

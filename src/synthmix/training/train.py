@@ -187,7 +187,7 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
     import torch
 
     from synthmix.data.tensors import label_tensor, load_tensor
-    from synthmix.evaluation.evaluate import evaluate_model, headline
+    from synthmix.evaluation.evaluate import evaluate_splits
     from synthmix.models import create_model
     from synthmix.training.checkpoint import save_weights
     from synthmix.training.loop import fit
@@ -251,17 +251,9 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
 
     from synthmix.core.device import pick_device
 
-    device = pick_device(cfg.train.device)
-    for split in cfg.eval_splits:
-        ev_rows = [r for r in rows if r.get("split") == split and r.get("label") in set(classes)]
-        if not ev_rows:
-            results["eval"][split] = None
-            continue
-        x, y = tensors(ev_rows)
-        m = evaluate_model(model, x, y.numpy(), classes, run_dir / "eval", name=split,
-                           ids=[r["id"] for r in ev_rows], gradcam=cfg.gradcam,
-                           normalization=cfg.train.normalization, device=device, seed=seed)
-        results["eval"][split] = headline(m)
+    results["eval"] = evaluate_splits(model, rows, classes, run_dir / "eval", cfg.eval_splits, tensors,
+                                      gradcam=cfg.gradcam, normalization=cfg.train.normalization,
+                                      device=pick_device(cfg.train.device), seed=seed)
     atomic_write_json(run_dir / "results.json", results)
     return results
 
