@@ -87,3 +87,12 @@ def _sort(confidence: float, centroid_dist: float, predicted: int, intended: int
     if reasons:
         return "near_ood", "; ".join(reasons)
     return "in_dist", "within real validation range"
+
+
+def translation_role(sorted_role: str, reason: str) -> tuple[str, str]:
+    """Role of a translated image (``role: translation``, Diff-Mix): it keeps its own role, whatever
+    the sorter says (it is meant to look like two classes, so it is never promoted to in_dist or
+    demoted to near_ood); only a ``reject`` (degenerate pixels, far from every real image) stands."""
+    if sorted_role == "reject":
+        return "reject", reason
+    return "translation", f"translation kept (sorter: {sorted_role}; {reason})"

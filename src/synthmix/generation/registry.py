@@ -35,6 +35,8 @@ _BUILTIN_MODULES = {
     "embedded": "synthmix.generation.embedded.backend",
     "text2img": "synthmix.generation.sd.backend",
     "dafusion": "synthmix.generation.sd.backend",
+    "lora": "synthmix.generation.sd.backend",      # LoRA / DreamBooth adaptation, then txt2img or img2img
+    "diffmix": "synthmix.generation.sd.backend",   # inter-class translation with soft labels (Diff-Mix)
 }
 
 

@@ -66,3 +66,62 @@ def build_dafusion(cfg: DAFusionConfig, real_rows, manifest_path, out_dir, pipe=
 
 register_backend("text2img", Text2ImgConfig, build_text2img)
 register_backend("dafusion", DAFusionConfig, build_dafusion)
+
+
+def _parents(cfg, real_rows, manifest_path, classes):
+    rows = sorted((r for r in real_rows if r["label"] in set(classes)), key=lambda r: r["id"])
+    return rows, {r["id"]: (r["label"], resolve_path(manifest_path, r["path"])) for r in rows}
+
+
+def build_lora(cfg, real_rows, manifest_path, out_dir, pipe=None):
+    """-> (generator, planned rows) of ``type: lora``; finished adapters named by ``lora.adapter`` are
+    checked now (a missing one fails before any image is made)."""
+    from synthmix.generation.sd.adapted import (
+        AdaptedImg2ImgGenerator,
+        AdaptedText2ImgGenerator,
+        check_adapter_files,
+        plan_lora,
+    )
+    from synthmix.generation.sd.pipeline import resolve_model
+
+    _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
+    classes = _classes(cfg, real_rows, manifest_path)
+    check_adapter_files(cfg.lora, classes)
+    rows, parents = _parents(cfg, real_rows, manifest_path, classes)
+    planned = plan_lora(cfg, classes, rows, revision, prompt_extras(cfg, real_rows, manifest_path, out_dir, classes))
+    device = pick_device(cfg.device)
+    if cfg.method == "txt2img":
+        items: dict[str, list] = {}
+        for pid, (label, path) in sorted(parents.items()):
+            items.setdefault(label, []).append((pid, path))
+        return AdaptedText2ImgGenerator(cfg, device, items, Path(out_dir), revision, pipe=pipe), planned
+    return AdaptedImg2ImgGenerator(cfg, device, parents, Path(out_dir), revision, pipe=pipe), planned
+
+
+def build_diffmix(cfg, real_rows, manifest_path, out_dir, pipe=None):
+    """-> (generator, planned rows) of ``type: diffmix`` (inter-class translation with soft labels)."""
+    from synthmix.generation.sd.adapted import AdaptedImg2ImgGenerator, check_adapter_files
+    from synthmix.generation.sd.pipeline import resolve_model
+    from synthmix.generation.sd.translate import NAME, plan_diffmix
+
+    _, revision = resolve_model(cfg.model, cfg.revision) if pipe is None else (None, cfg.revision)
+    classes = _classes(cfg, real_rows, manifest_path)
+    if cfg.lora is not None:
+        check_adapter_files(cfg.lora, classes)
+    rows, parents = _parents(cfg, real_rows, manifest_path, classes)
+    planned = plan_diffmix(cfg, rows, classes, revision,
+                           prompt_extras(cfg, real_rows, manifest_path, out_dir, classes))
+    gen = AdaptedImg2ImgGenerator(cfg, pick_device(cfg.device), parents, Path(out_dir), revision, pipe=pipe, name=NAME)
+    return gen, planned
+
+
+def _register_adapted() -> None:
+    # config classes import nothing heavy (pydantic only); torch loads inside the generators
+    from synthmix.generation.sd.adapted import LoRAGenConfig
+    from synthmix.generation.sd.translate import DiffMixConfig
+
+    register_backend("lora", LoRAGenConfig, build_lora)
+    register_backend("diffmix", DiffMixConfig, build_diffmix)
+
+
+_register_adapted()

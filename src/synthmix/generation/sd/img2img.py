@@ -114,7 +114,12 @@ class DAFusionGenerator:
         """Textual inversion for every class of the parents (resumes / loads finished ones)."""
         from synthmix.core.log import console
         from synthmix.data.images import load_rgb
-        from synthmix.generation.sd.textual_inversion import check_supported, fingerprint, load_token, train_token
+        from synthmix.generation.sd.textual_inversion import (
+            check_supported,
+            fingerprint,
+            load_token,
+            train_token,
+        )
 
         check_supported(self.pipe)
         ti = self.cfg.textual_inversion
