@@ -72,8 +72,14 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     from synthmix.core.io import atomic_write_json, atomic_write_text
     from synthmix.curation.grid import save_grid
     from synthmix.curation.scorers import class_centroids, degenerate_reason, image_stats, model_scores
-    from synthmix.curation.sort import assign_role, calibrate
-    from synthmix.data.manifest import read_manifest, rebase_rows, resolve_path, write_manifest
+    from synthmix.curation.sort import assign_role, calibrate, translation_role
+    from synthmix.data.manifest import (
+        ROLE_TRANSLATION,
+        read_manifest,
+        rebase_rows,
+        resolve_path,
+        write_manifest,
+    )
     from synthmix.evaluation.features import extract
     from synthmix.training.rundir import load_run_model
 
@@ -147,6 +153,8 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
         role, reason = assign_role(float(sc["confidence"][j]), float(sc["centroid_dist"][j]),
                                    int(sc["predicted"][j]), int(y_syn[j]), problem, th, cfg.sort,
                                    planned=rows[i].get("role"))
+        if rows[i].get("role") == ROLE_TRANSLATION:  # translations keep their own role (or are rejected)
+            role, reason = translation_role(role, reason)
         scores = {k: (None if not np.isfinite(v[j]) else float(v[j])) for k, v in sc.items() if k != "predicted"}
         scores.update({f"img_{k}": float(v[j]) for k, v in stats.items()},
                       predicted=classes[int(sc["predicted"][j])])

@@ -18,6 +18,9 @@
   on N processes: ``batch_size`` is per process, every rank walks the same permutation and
   keeps its slice of each global batch, validation sums are all-reduced (no padding), and
   only rank 0 writes checkpoints and TensorBoard;
+- ``train`` may be ``(x, y, soft)`` with ``soft`` float [N, C] class-probability targets (rows with a
+  soft label, e.g. inter-class translations; one-hot for the others): the loss is cross-entropy
+  against them (label smoothing still applies); ``y`` (the target class) is used for accuracy;
 - ``outliers`` (uint8 [M,3,S,S], optional) adds Outlier Exposure / an energy margin
   (:mod:`synthmix.training.outliers`): each step draws ``round(batch_ratio * B)`` outlier images
   with their own generator (seed + 2_000_003, saved with the checkpoint), augments and normalises
@@ -86,9 +89,17 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     device = pick_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    soft = None
+    if isinstance(train, (tuple, list)) and len(train) == 3:
+        # (x, y, soft [N, C]): probability targets for rows with a soft label (synthmix.training.soft_labels)
+        train, soft = tuple(train[:2]), train[2]
     x_train, y_train = _check_data(train, "train")
     n = x_train.shape[0]
     x_train, y_train = x_train.to(device), y_train.to(device)
+    if soft is not None:
+        if soft.ndim != 2 or soft.shape[0] != n or not torch.is_floating_point(soft):
+            raise TrainingError(f"train: soft targets must be float [N={n}, C], got {soft.dtype} {tuple(soft.shape)}")
+        soft = soft.to(device)
     if val is not None:
         x_val, y_val = _check_data(val, "val")
         x_val, y_val = x_val.to(device), y_val.to(device)
@@ -163,10 +174,13 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                 idx = perm[step * global_batch:(step + 1) * global_batch]
                 xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
                 yb = y_train[idx]
+                tb = soft[idx] if soft is not None else None  # probability targets (soft labels) or None
                 k, weight = len(idx), 1.0
                 if dist is not None:
                     # Every rank augments the whole global batch (same generator state everywhere)
                     # and keeps its slice: N ranks see what one process sees with N x the batch.
+                    if tb is not None:
+                        tb = dist.local_batch(tb, tb)[0]
                     xb, yb, k, weight = dist.local_batch(xb, yb)
                 if out_gen is not None:  # outliers: same forward pass, their own generator
                     xo = _outlier_batch(x_out, max(1, round(outlier_loss.batch_ratio * len(idx))), out_gen,
@@ -174,7 +188,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     logits, logits_out = net(torch.cat([xb, xo])).split([len(xb), len(xo)])
                 else:
                     logits = net(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits, yb if tb is None else tb, label_smoothing=cfg.label_smoothing)
                 if out_gen is not None:
                     loss = loss + outlier_term(logits, logits_out, outlier_loss)
                 if not torch.isfinite(loss):

@@ -147,8 +147,8 @@ def load_rows(cfg: TrainRunConfig) -> list[dict[str, Any]]:
     rows, seen = [], {}
     for mp in [cfg.manifest, *cfg.synthetic_manifests]:
         for r in read_manifest(mp):
-            if r.get("label") in set(cfg.exclude_classes):
-                continue
+            if r.get("label") in set(cfg.exclude_classes) or not r.get("path"):
+                continue  # not a class / a failed generation (no file): never training material
             if r["id"] in seen:
                 raise DataError(mp, f"row id {r['id']} is also in {seen[r['id']]}")
             seen[r["id"]] = mp
@@ -212,6 +212,14 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
         x = load_tensor(sel_rows, cfg.manifest, size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir)
         return x, label_tensor(sel_rows, classes)
 
+    def train_tensors(sel_rows):
+        # rows with a soft_label (inter-class translations) train on probability targets
+        from synthmix.training.soft_labels import soft_target_tensor
+
+        x, y = tensors(sel_rows)
+        soft = soft_target_tensor(sel_rows, classes)
+        return (x, y) if soft is None else (x, y, soft)
+
     val_rows = [r for r in rows if r.get("split") == "val" and r.get("source") == "real"]
     val = tensors(val_rows) if val_rows else None
     torch.manual_seed(seed)  # model initialisation
@@ -224,7 +232,7 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
         pre_dir = run_dir / "pretrain"
         pre_sel = select_training_rows(rows, cfg.pretrain.mix, cfg.pretrain.train.seed, classes)
         write_selection(pre_sel, pre_dir)
-        pre_fit = fit(model, tensors(pre_sel.rows), val, cfg.pretrain.train, pre_dir, progress=progress,
+        pre_fit = fit(model, train_tensors(pre_sel.rows), val, cfg.pretrain.train, pre_dir, progress=progress,
                       dist=dist)
         results["pretrain"] = {"fit": pre_fit.to_dict(), "selection": pre_sel.summary()}
 
@@ -239,7 +247,7 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
             load=lambda r: load_tensor(r, cfg.manifest, size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir),
             real_train=tensors(real_train_rows(rows, classes)) if cfg.outliers.source == "corrupted" else None)
         atomic_write_json(run_dir / "outliers.json", out_summary)
-    result = fit(model, tensors(sel.rows), val, cfg.train, run_dir, progress=progress, dist=dist,
+    result = fit(model, train_tensors(sel.rows), val, cfg.train, run_dir, progress=progress, dist=dist,
                  outliers=x_out, outlier_loss=cfg.outliers.loss_config() if cfg.outliers else None)
     if dist is not None and not dist.is_main:
         return {"rank": dist.rank, "fit": result.to_dict()}
