@@ -5,6 +5,10 @@ timm model (``synthmix.models.timm_backbones``; weights only from local files or
 
 A ``Classifier`` exposes ``forward_features(x) -> [N, D]`` and ``forward_head(f) -> [N, C]``
 separately: contrastive training, linear probes, OOD detectors and Grad-CAM need both.
+
+Registration happens on import, timm's way: ``models/builtin.py`` and
+``models/feature_extractors.py`` import this module and register their entries, and the package
+``synthmix.models`` imports them, so this module imports no model code (no import cycle).
 """
 
 from __future__ import annotations
@@ -28,12 +32,7 @@ def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., An
 TIMM_PREFIX = "timm:"
 
 
-def _ensure_builtin() -> None:
-    from synthmix.models import builtin, feature_extractors  # noqa: F401  (register on import)
-
-
 def available_models() -> list[str]:
-    _ensure_builtin()
     return sorted(_REGISTRY)
 
 
@@ -43,7 +42,6 @@ def create_model(name: str, num_classes: int, **kwargs: Any):
         from synthmix.models.timm_backbones import create_timm
 
         return create_timm(name[len(TIMM_PREFIX):], num_classes, **kwargs)
-    _ensure_builtin()
     if name not in _REGISTRY:
         from synthmix.core.errors import ConfigError
 
@@ -64,7 +62,6 @@ def model_defaults(name: str, **kwargs: Any) -> dict[str, Any]:
 
         d = timm_defaults(name[len(TIMM_PREFIX):], kwargs.get("weights"))
         return {k: d[k] for k in ("input_size", "normalization", "mean", "std")}
-    _ensure_builtin()
     if name not in _REGISTRY:
         create_model(name, 2)  # the unknown-name error
     fn = getattr(_REGISTRY[name], "defaults", None)
