@@ -6,7 +6,10 @@ Methods (manifest ``method``), each row with its own seed:
 * ``img2img`` — a real train image noised to ``strength`` and denoised with its label
   (DA-Fusion style; role ``in_dist`` or ``near_ood`` by the configured strength lists);
 * ``interp``  — a sample conditioned on a mix of the class's and another class's embedding
-  (``interp_weight`` of the other): an explicit near-OOD image (role ``near_ood``).
+  (``interp_weight`` of the other): an explicit near-OOD image (role ``near_ood``);
+* ``vos``     — a sample conditioned on a point sampled around the class embedding at radius
+  ``vos_radius`` (VOS / Dream-OOD style, :mod:`synthmix.generation.embedded.vos`): role
+  ``near_ood``, ``parent_label`` the nearest class, distances to every class in ``scores``.
 
 Importing this module registers the backend: ``register_backend("embedded", ...)``.
 """
@@ -29,7 +32,8 @@ from synthmix.generation.registry import register_backend
 
 GENERATOR_NAME = "embedded"
 # Settings that do not change any image (so changing them keeps planned ids and done work).
-_NOT_IN_ID = {"batch_size", "device", "train", "checkpoint", "split"}
+_NOT_IN_ID = {"batch_size", "device", "train", "checkpoint", "split",
+              "vos_per_class", "vos_radii"}  # vos rows carry their radius in their own ids
 
 
 class EmbeddedGenerator:
@@ -77,14 +81,21 @@ class EmbeddedGenerator:
         gens = [torch.Generator().manual_seed(int(r["seed"])) for r in rows]
         init = None
         cond: torch.Tensor = labels
+        model = lg.model
         if method == "img2img":
             init = from_uint8(self.parent_images(rows))
         elif method == "interp":
             other = torch.tensor([self.class_index[r["interp_label"]] for r in rows])
             cond = class_weights(labels, other, float(weight), lg.model.num_classes)
+        elif method == "vos":  # free conditioning embeddings (synthmix.generation.embedded.vos)
+            from synthmix.generation.embedded.vos import EmbeddingConditioned, vos_embeddings
+
+            z, _ = vos_embeddings(lg.model.class_embed.weight, lg.model.num_classes, labels.tolist(),
+                                  [float(r["vos_radius"]) for r in rows], [int(r["seed"]) for r in rows])
+            model, cond = EmbeddingConditioned(lg.model, z), torch.arange(len(rows))
         elif method != "sample":
             raise ValueError(f"embedded generator: unknown method {method!r}")
-        x = denoise(lg.model, lg.model_cfg, cond, gens, steps=int(steps), guidance=float(guidance),
+        x = denoise(model, lg.model_cfg, cond, gens, steps=int(steps), guidance=float(guidance),
                     sampler=self.sampler, init=init, strength=1.0 if strength is None else float(strength))
         return list(to_unit(x).permute(0, 2, 3, 1).cpu().numpy())
 
@@ -132,7 +143,27 @@ def plan_rows(cfg: EmbeddedGenerateConfig, loaded: LoadedGenerator,
                 other = classes[(ci + 1 + i % (len(classes) - 1)) % len(classes)]
                 add(c, "interp", "near_ood", i, strength=None, parent_id=None, interp_label=other,
                     interp_weight=cfg.interp_weight)
+    if cfg.vos_per_class:
+        _plan_vos(cfg, loaded, add, rows)
     return rows
+
+
+def _plan_vos(cfg: EmbeddedGenerateConfig, loaded: LoadedGenerator, add, rows: list[dict[str, Any]]) -> None:
+    """``vos_per_class`` rows per class (radii of ``vos_radii`` in turn), with the nearest class as
+    ``parent_label`` and the distance to each class embedding in ``scores`` (known at planning)."""
+    from synthmix.generation.embedded.vos import vos_embeddings
+
+    classes, start = loaded.classes, len(rows)
+    for c in classes:
+        for i in range(cfg.vos_per_class):
+            radius = float(cfg.vos_radii[i % len(cfg.vos_radii)])
+            add(c, "vos", "near_ood", f"{i}/r{radius:g}", strength=None, parent_id=None, vos_radius=radius)
+    vos = rows[start:]
+    _, dist = vos_embeddings(loaded.model.class_embed.weight, len(classes), [classes.index(r["label"]) for r in vos],
+                             [r["vos_radius"] for r in vos], [r["seed"] for r in vos])
+    for r, d in zip(vos, dist.tolist(), strict=True):
+        r["parent_label"] = classes[min(range(len(classes)), key=d.__getitem__)]
+        r["scores"] = {"vos_radius": r["vos_radius"], **{f"vos_distance/{k}": float(v) for k, v in zip(classes, d, strict=True)}}
 
 
 def check_interp_classes(cfg: EmbeddedGenerateConfig, classes: Sequence[str]) -> None:

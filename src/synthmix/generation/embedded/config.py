@@ -107,6 +107,10 @@ class EmbeddedGenerateConfig(SamplerConfig):
     near_ood_strengths: list[float] = Field(default_factory=lambda: [0.9])
     interp_per_class: int = Field(0, ge=0, description="near-OOD images mixing the class with another")
     interp_weight: float = Field(0.5, ge=0, le=1, description="weight of the other class's embedding")
+    vos_per_class: int = Field(0, ge=0, description="near-OOD images per class conditioned on points sampled "
+                               "around the class embedding (VOS / Dream-OOD style; generation/embedded/vos.py)")
+    vos_radii: list[float] = Field(default_factory=lambda: [0.5], min_length=1, description="vos: radius in "
+                                   "units of the distance to the nearest other class embedding (used in turn)")
     max_parents_per_class: int | None = Field(None, ge=1, description="cap on img2img parents per class")
     split: str = Field("train", description="split of generated rows (they are training data; "
                        "train_rows() still keeps them out of generator training: source != real)")
@@ -118,6 +122,8 @@ class EmbeddedGenerateConfig(SamplerConfig):
 
     @model_validator(mode="after")
     def _strengths_ok(self):
+        if any(r < 0 for r in self.vos_radii):
+            raise ValueError(f"vos_radii: radii must be >= 0, got {self.vos_radii}")
         for name in ("in_dist_strengths", "near_ood_strengths"):
             for s in getattr(self, name):
                 if not 0 <= s <= 1:
