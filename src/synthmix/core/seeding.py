@@ -1,23 +1,12 @@
-"""Seeding and determinism. Randomness is passed in as generators, never taken from globals."""
+"""Seeding. Randomness is passed in as generators, never taken from globals.
+
+Every seed that is not the user's own is :func:`derive_seed` of the user's seed and names
+(``derive_seed(seed, "augment")``, ``derive_seed(seed, target, label)``): independent streams
+that do not depend on the order of work, with no hand-made arithmetic (``seed * 1000 + i``
+collides; ``seed + 1`` is the next user's seed).
+"""
 
 from __future__ import annotations
-
-import os
-import random
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; on CPU this makes training bit-reproducible."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 def torch_generator(seed: int, device: str = "cpu"):

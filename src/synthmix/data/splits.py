@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from synthmix.core.seeding import derive_seed
+
 SPLITS = ("train", "val", "test")
 
 
@@ -33,7 +35,7 @@ def carve(rows: Sequence[dict[str, Any]], fraction: float, seed: int, *, source:
         if fraction > 0 and n >= 2:
             k = max(1, k)
         k = min(k, n - 1)
-        rng = random.Random(f"{seed}/{target}/{label}")
+        rng = random.Random(derive_seed(seed, target, label))
         chosen.update(rng.sample(ids, k) if k > 0 else [])
     out = []
     for r in rows:

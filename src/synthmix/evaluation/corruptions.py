@@ -34,12 +34,13 @@ glass blur, elastic transform, spatter, saturate, speckle noise.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from synthmix.core.seeding import derive_seed
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -329,7 +330,7 @@ CORRUPTIONS: dict[str, tuple[CorruptionFn, str]] = {
 
 def corruption_seed(seed: int, name: str) -> int:
     """The generator seed of corruption ``name`` under study seed ``seed`` (order independent)."""
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
+    return derive_seed(seed, "corruption", name)
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:

@@ -39,6 +39,7 @@ from pydantic import Field, model_validator
 
 from synthmix.core.config import StrictModel
 from synthmix.core.errors import ConfigError
+from synthmix.core.seeding import derive_seed
 from synthmix.training.losses.outlier import ENERGY_MARGINS_CIFAR, ENERGY_WEIGHT, OE_WEIGHT
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def outlier_rows(rows: Sequence[dict[str, Any]], cfg: OutlierConfig, classes: Se
         raise ConfigError(f"outliers ({cfg.source}): the outlier set is empty: no {where}")
     found = sorted(found, key=lambda r: r["id"])
     if cfg.max_images is not None and cfg.max_images < len(found):
-        found = sorted(random.Random(f"{seed}/outliers").sample(found, cfg.max_images), key=lambda r: r["id"])
+        found = sorted(random.Random(derive_seed(seed, "outliers")).sample(found, cfg.max_images), key=lambda r: r["id"])
     return found
 
 
