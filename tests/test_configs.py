@@ -33,7 +33,7 @@ def load(path: Path):
     assert isinstance(data, dict), f"{path}: not a mapping"
     kind = kind_of(data)
     if kind == "study":
-        from synthmix.experiments.config import load_study
+        from synthmix.experiments.load import load_study
 
         return kind, load_study(path)
     if kind == "generate":

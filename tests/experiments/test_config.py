@@ -6,7 +6,7 @@ import pytest
 from study_helpers import study_dict, tiny_dataset, write_study
 
 from synthmix.core.errors import ConfigError
-from synthmix.experiments.config import load_study, parse_study
+from synthmix.experiments.load import load_study, parse_study
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synthmix.core.errors import ConfigError
-from synthmix.experiments.config import load_study
+from synthmix.experiments.load import load_study
 from synthmix.experiments.runner import preflight, run_study
 
 

@@ -8,7 +8,7 @@ from study_helpers import study_dict, tiny_dataset
 
 from conftest import make_imagefolder
 from synthmix.core.io import read_json
-from synthmix.experiments.config import parse_study
+from synthmix.experiments.load import parse_study
 from synthmix.experiments.runner import run_study
 from synthmix.experiments.status import study_status
 

@@ -7,7 +7,7 @@ import pytest
 from study_helpers import study_dict, tiny_dataset
 
 from synthmix.core.io import read_json
-from synthmix.experiments.config import parse_study
+from synthmix.experiments.load import parse_study
 from synthmix.experiments.runner import run_study
 
 

@@ -127,7 +127,7 @@ def test_study_run_dir_passes_then_names_each_fault(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from study_helpers import study_dict, tiny_dataset
 
-    from synthmix.experiments.config import parse_study
+    from synthmix.experiments.load import parse_study
     from synthmix.experiments.runner import run_study
 
     data = tiny_dataset(tmp_path / "data", per_class=4, test_per_class=2)

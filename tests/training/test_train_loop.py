@@ -127,8 +127,47 @@ def test_bad_data_is_a_clear_error():
 
 def test_lr_schedule_warmup_cosine_step():
     cfg = _cfg(epochs=10, warmup_epochs=1)
-    f = _LrFactor(cfg, steps_per_epoch=10)
+    f = _LrFactor(cfg, steps_per_epoch=10, total_steps=100)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
-    s = _LrFactor(cfg.model_copy(update={"schedule": "step", "step_epochs": 3, "warmup_epochs": 0}), 10)
+    s = _LrFactor(cfg.model_copy(update={"schedule": "step", "step_epochs": 3, "warmup_epochs": 0}), 10, 100)
     assert s(29) == 1.0 and s(30) == pytest.approx(0.1) and s(60) == pytest.approx(0.01)
+
+
+def test_step_budget_is_exact_whatever_the_dataset_size(data, tmp_path):
+    """Equal compute: ``steps`` fixes the optimizer steps (and the lr schedule's length) for a
+    training set of any size; the last epoch is cut short. 24 images at batch 5 = 5 steps/epoch."""
+    train, val = data
+    small = (train[0][:10], train[1][:10])  # 2 steps per epoch
+    for pair in (train, small):
+        cfg = _cfg(steps=7, warmup_epochs=0.0)
+        r = fit(_model(cfg), pair, val, cfg, progress=False)
+        assert r.steps == 7
+        assert sum(h["steps"] for h in r.history) == 7
+        per_epoch = math.ceil(pair[0].shape[0] / 5)
+        assert r.epochs_run == math.ceil(7 / per_epoch)
+        assert r.images_seen == sum(min(pair[0].shape[0], h["steps"] * 5) for h in r.history)
+    # the cosine schedule ends at the budget, not at epochs x steps_per_epoch
+    f = _LrFactor(_cfg(warmup_epochs=0.0), 5, 7)
+    assert f(0) == pytest.approx(1.0) and f(7) == pytest.approx(0.0, abs=1e-12)
+    # without steps: epochs x steps per epoch, as before
+    cfg = _cfg(epochs=2)
+    assert fit(_model(cfg), train, val, cfg, progress=False).steps == 10
+
+
+def test_step_budget_resumes_exactly(data, tmp_path):
+    train, val = data
+    cfg = _cfg(steps=8, warmup_epochs=0.0)
+    ref = _model(cfg)
+    fit(ref, train, val, cfg, tmp_path / "full", progress=False)
+
+    def kill(epoch, record):
+        if epoch == 0:
+            raise Killed
+
+    m = _model(cfg)
+    with pytest.raises(Killed):
+        fit(m, train, val, cfg, tmp_path / "cut", progress=False, on_epoch_end=kill)
+    m2 = _model(cfg)
+    r = fit(m2, train, val, cfg, tmp_path / "cut", progress=False)
+    assert r.resumed_from_epoch == 1 and r.steps == 8 and _same(ref, m2)

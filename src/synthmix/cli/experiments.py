@@ -61,10 +61,13 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory made by `sy
     """Write the self-contained HTML report from the run's saved results (trains nothing)."""
     if markdown:
         from synthmix.experiments.results import aggregate
-        from synthmix.reporting.tables import headline_sentence, markdown_table
+        from synthmix.reporting.tables import markdown_table
+        from synthmix.reporting.verdict import answer_text, caveats, verdict_markdown
 
         summary = aggregate(run_dir)
-        typer.echo(headline_sentence(summary) + "\n\n" + markdown_table(summary, metrics=metric or None))
+        typer.echo("\n\n".join(p for p in (answer_text(summary), verdict_markdown(summary),
+                                              markdown_table(summary, metrics=metric or None),
+                                              "\n".join(f"- {c}" for c in caveats(summary))) if p))
         return
     from synthmix.reporting.html import build_report
 
@@ -94,13 +97,13 @@ def demo_config(quick: bool) -> Path:
 
 
 def _finish(summary: dict, out: Path | None, report: bool, con) -> None:
-    from synthmix.reporting.tables import headline_sentence
+    from synthmix.reporting.verdict import answer_text
 
     run = summary.get("run", {})
     con.print(f"[bold]done[/] in {run.get('seconds', 0):.0f} s: {run.get('ran', 0)} stages ran, "
               f"{run.get('skipped_done', 0)} already done, {run.get('failed', 0)} failed, "
               f"{run.get('blocked', 0)} blocked")
-    con.print(headline_sentence(summary))
+    con.print(answer_text(summary))
     if report:
         from synthmix.reporting.html import build_report
 

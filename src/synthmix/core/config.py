@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from copy import copy
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from synthmix.core.errors import ConfigError
 
@@ -16,6 +18,26 @@ class StrictModel(BaseModel):
     """Unknown fields are errors (a typo must not be silently ignored); instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@cache
+def partial_model(model: type[T]) -> type[BaseModel]:
+    """``model`` with every field optional (unset by default): typed *overrides* of a config.
+
+    A study's ``training:`` or a setup's override block is one of these: a misspelt or invalid
+    field is an error naming it, and ``.model_dump(exclude_unset=True)`` gives what was set."""
+    fields = {}
+    for name, f in model.model_fields.items():
+        info = copy(f)  # keeps the field's constraints (ge, le, pattern) and description
+        info.default, info.default_factory = None, None
+        fields[name] = (f.annotation | None, info)
+    return create_model(f"{model.__name__}Overrides", __config__=ConfigDict(extra="forbid", frozen=True),
+                        __doc__=f"Overrides of {model.__name__} (only the fields given are set).", **fields)
+
+
+def overrides(obj: BaseModel | None) -> dict[str, Any]:
+    """The fields set in an overrides object (JSON-able), ``{}`` for None."""
+    return {} if obj is None else obj.model_dump(mode="json", exclude_unset=True)
 
 
 def format_validation_error(err: ValidationError, source: str = "config") -> str:

@@ -1,10 +1,16 @@
-"""The study YAML: dataset, preprocessing, generators, curation, training setups, seeds, evaluation.
+"""The study YAML, typed: dataset, preprocessing, generators, curation, budget, controls,
+training setups, seeds, evaluation, verdict.
 
-Every section is a :class:`StrictModel`, so a typo or a bad value is an error naming the field
-(``setups.2.real_fraction: ...``). Settings that belong to another stage (the embedded
-generator's training budget, the classifier's optimiser, curation thresholds) are kept as
-mappings here and validated with *that* stage's own config class by :func:`validate_study`,
-before any work starts.
+Every section is a pydantic model, so a typo or a bad value anywhere, nested blocks included,
+is an error naming the YAML field (``setups.2.training.lrr: Extra inputs are not permitted``)
+before any work starts. Blocks that *override* another stage's settings (``training``,
+``contrastive``, a setup's ``training``) are :func:`~synthmix.core.config.partial_model`\\ s of
+that stage's own config class; a generator's ``train`` / ``generate`` blocks are validated by
+its backend's config class (the backend registry is the extension point, so a new backend
+needs no change here).
+
+One name, one default: the near-OOD class is ``dataset.near_ood_class`` (default ``mixed``),
+read everywhere through :attr:`StudyConfig.near_ood_class`.
 """
 
 from __future__ import annotations
@@ -12,10 +18,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from synthmix.core.config import StrictModel, load_yaml, parse_config
+from synthmix.core.config import StrictModel, overrides, parse_config, partial_model
 from synthmix.core.errors import ConfigError
+from synthmix.data.augment import AugmentConfig
+from synthmix.data.preprocess import PreprocessConfig
+from synthmix.training.config import TrainConfig
+from synthmix.training.contrastive import ContrastiveConfig
+from synthmix.training.mixes import MixConfig
+from synthmix.training.outliers import OutlierConfig
+
+NEAR_OOD_CLASS = "mixed"  # the one default of the near-OOD class name
+
+TrainOverrides = partial_model(TrainConfig)
+ContrastiveOverrides = partial_model(ContrastiveConfig)
+DETECTORS = ("msp", "energy", "knn", "mahalanobis", "knn_norm", "vim", "react", "gen")
 
 
 class DatasetSection(StrictModel):
@@ -24,33 +42,63 @@ class DatasetSection(StrictModel):
     path: str | None = Field(None, description="ImageFolder root (relative to the YAML file); "
                              "null = the bundled compact fruits copy")
     val_fraction: float = Field(0.15, ge=0, lt=1, description="share of train held out as validation "
-                                "(early stopping / best epoch)")
+                                "(early stopping / best epoch / curation thresholds)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share held out as test when the folder "
                                  "has no train/test split")
     seed: int = Field(0, description="seed of the train/val split")
     on_error: Literal["skip", "fail"] = Field("skip", description="unreadable image: skip it (and "
                                               "report it) or stop")
-    near_ood_class: str | None = Field("mixed", description="class folder that is not a class but the "
-                                       "near-OOD evaluation set (null: none)")
+    near_ood_class: str | None = Field(NEAR_OOD_CLASS, description="class folder that is not a class but "
+                                       "the near-OOD evaluation set; never trained on, never generated "
+                                       "(null: none)")
 
 
 class PreprocessingSection(StrictModel):
     image_size: int = Field(32, ge=8, le=512, description="square side the classifier sees")
-    augment: dict[str, Any] = Field(default_factory=dict, description="AugmentConfig fields for "
-                                    "classifier training (synthmix.data.augment)")
-    preprocess: dict[str, Any] = Field(default_factory=dict, description="PreprocessConfig fields "
-                                       "(synthmix.data.preprocess): resize mode, background, boxes")
+    augment: AugmentConfig | None = Field(None, description="classifier training augmentation "
+                                          "(synthmix.data.augment.AugmentConfig)")
+    preprocess: PreprocessConfig | None = Field(None, description="resize mode, background, boxes "
+                                                "(synthmix.data.preprocess.PreprocessConfig; size is image_size)")
 
 
 class GeneratorSection(StrictModel):
-    """One generator: a registered backend (``embedded``, ``text2img``, ``dafusion``) and its settings."""
+    """One generator: a registered backend (``embedded``, ``text2img``, ``dafusion``, ...) and its
+    settings, validated by that backend's own config class (errors name
+    ``generators.<name>.generate.<field>``)."""
 
     type: str = Field(..., description="backend name in synthmix.generation.registry")
-    train: dict[str, Any] | None = Field(None, description="training settings for backends that learn "
+    train: dict[str, Any] | None = Field(None, description="training settings of a backend that learns "
                                          "from the user's images (embedded): budget, resolution, model")
     generate: dict[str, Any] = Field(default_factory=dict, description="the backend's generation "
                                      "settings: steps, guidance, strengths, images per class / image")
-    batch_size: int = Field(8, ge=1, description="rows per render call (synthmix.generation.jobs)")
+    batch_size: int = Field(8, ge=1, description="rows handed to the backend per render call "
+                            "(synthmix.generation.jobs; progress and resume granularity)")
+
+    def check(self, name: str) -> None:
+        """Validate ``train`` / ``generate`` with the backend's classes (ConfigError naming the field)."""
+        from synthmix.generation.registry import get_backend
+
+        try:
+            backend = get_backend(self.type)
+        except ConfigError as err:
+            raise ConfigError(f"generators.{name}.type: {str(err).split(': ', 1)[-1]}") from None
+        settings = dict(self.generate)
+        if self.train is not None:
+            if self.type != "embedded":
+                raise ConfigError(f"generators.{name}.train: only the embedded generator is trained by the "
+                                  f"study (type is {self.type!r})")
+            from synthmix.generation.embedded.config import TrainConfig as GenTrainConfig
+
+            given = {"manifest", "out_dir", "device"} & set(self.train)
+            if given:
+                raise ConfigError(f"generators.{name}.train: {sorted(given)} are set by the study")
+            parse_config(GenTrainConfig, {**self.train, "manifest": "-", "out_dir": "-"},
+                         source=f"generators.{name}.train")
+            settings["checkpoint"] = "(trained by the study)"
+        for key in ("split", "device"):
+            if key in settings:
+                raise ConfigError(f"generators.{name}.generate.{key}: set by the study")
+        parse_config(backend.config_cls, settings, source=f"generators.{name}.generate")
 
 
 class CurationSection(StrictModel):
@@ -58,46 +106,108 @@ class CurationSection(StrictModel):
 
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict, description="synthmix.curation.run.CurationConfig "
-                                     "fields (sort thresholds, batch size)")
+                                     "fields (sort thresholds, reject limits, batch size)")
     classifier_setup: str | None = Field(None, description="real-only setup whose first model and seed "
                                          "scores the images (default: the reference setup)")
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from synthmix.curation.run import CurationConfig
+
+        if "device" in v:
+            raise ValueError("device is set by the study")
+        parse_config(CurationConfig, v, source="curation.settings")
+        return v
+
+
+class BudgetSection(StrictModel):
+    """Training compute per CE cell. ``steps`` (default): every CE cell of the study takes the same
+    number of optimizer steps, ``epochs_over_real`` passes over the *full* real training set, however
+    many images its mix holds — a bigger mix must not mean more training. ``epochs``: each cell runs
+    ``training.epochs`` over its own training set (compute then differs; the report says by how much)."""
+
+    mode: Literal["steps", "epochs"] = "steps"
+    epochs_over_real: float | None = Field(None, gt=0, description="the step budget in epochs over the "
+                                           "full real train set (default: training.epochs)")
+    pretrain_fraction: float = Field(0.5, gt=0, lt=1, description="pretrain_finetune: share of the steps "
+                                     "spent on the pretraining stage (the two stages together = one budget)")
+
+
+class ControlsSection(StrictModel):
+    """Controls added automatically to every study with a synthetic setup (the user writes none)."""
+
+    enabled: bool = True
+    augment: bool = Field(True, description="stronger classical augmentation: k classically augmented "
+                          "copies per real image (k of the per_real setups), same budget")
+    augment_policy: Literal["trivial_augment", "randaugment", "augmix"] = "trivial_augment"
+    real_fractions: list[float] = Field([0.25, 0.5, 0.75], description="more real data: real-only on "
+                                        "nested per-class subsets of the real train set; with the full "
+                                        "set they give 'worth N real images per class'")
+
+    @field_validator("real_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or len(set(v)) != len(v):
+            raise ValueError("real_fractions: distinct values in (0, 1)")
+        return sorted(v)
+
+
+class VerdictSection(StrictModel):
+    """How each synthetic setup is judged against the strongest control."""
+
+    metrics: list[str] | None = Field(None, description="headline metrics judged (default: test accuracy "
+                                      "and near-OOD AUROC of the primary detector)")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate (Holm over setups x metrics)")
+    bootstrap: int = Field(2000, ge=100, description="bootstrap replicates over seeds and test images")
+    min_seeds: int = Field(3, ge=2, description="fewer paired seeds: no verdict")
 
 
 class SetupSection(StrictModel):
     """One training setup of the grid (crossed with ``models`` and ``seeds``)."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-    generator: str | None = Field(None, description="key of ``generators``; null = real images only")
-    mix: dict[str, Any] = Field(default_factory=dict, description="synthmix.training.mixes.MixConfig: "
-                                "kind real_only | ratio (real_fraction 0.5 = 50/50, 0.3 = 30/70) | "
-                                "per_real (k synthetic per real image) | synthetic_only")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+@%~-]*$")
+    generator: str | None = Field(None, description="key of ``generators`` (or 'classical' for the "
+                                  "augmentation control); null = real images only")
+    mix: MixConfig = Field(default_factory=MixConfig, description="real_only | ratio (real_fraction 0.5 = "
+                           "50/50, 0.3 = 30/70) | per_real (k children of each real image) | synthetic_only")
     schedule: Literal["joint", "pretrain_finetune"] = Field(
         "joint", description="joint: train on the mix; pretrain_finetune: train on the synthetic "
-        "images, then fine-tune on the real ones")
-    pretrain_mix: dict[str, Any] = Field(default_factory=lambda: {"kind": "synthetic_only"},
-                                         description="pretrain_finetune: MixConfig of the first stage")
-    pretrain_training: dict[str, Any] = Field(default_factory=dict, description="pretrain_finetune: "
-                                              "TrainConfig overrides of the first stage")
-    near_ood_negatives: bool = Field(False, description="SupCon: near-OOD synthetic images as negatives")
-    contrastive: dict[str, Any] = Field(default_factory=dict, description="SupCon: overrides of "
-                                        "``contrastive``")
+        "images, then fine-tune on the real ones (one budget for both)")
+    pretrain_mix: MixConfig = Field(default_factory=lambda: MixConfig(kind="synthetic_only"),
+                                    description="pretrain_finetune: the mix of the first stage")
+    pretrain_training: TrainOverrides | None = Field(None, description="pretrain_finetune: overrides of "
+                                                     "the first stage")
     loss: Literal["ce", "supcon"] = "ce"
+    near_ood_negatives: bool = Field(False, description="SupCon: near-OOD synthetic images as negatives")
+    outliers: OutlierConfig | None = Field(None, description="CE with outliers (Outlier Exposure / energy "
+                                           "margin): which images, which loss")
+    contrastive: ContrastiveOverrides | None = Field(None, description="SupCon: overrides of ``contrastive``")
     models: list[str] | None = Field(None, description="names from ``models`` (default: all)")
-    training: dict[str, Any] = Field(default_factory=dict, description="overrides of ``training``")
+    training: TrainOverrides | None = Field(None, description="overrides of ``training``")
+    control: str | None = Field(None, description="set by the study for automatic controls "
+                                "(equal-compute real, augment, real fraction)")
+
+    @property
+    def uses_synthetic(self) -> bool:
+        return (self.mix.kind != "real_only" or self.schedule != "joint" or self.near_ood_negatives
+                or (self.loss == "supcon" and self.generator is not None)
+                or (self.outliers is not None and self.outliers.source == "synthetic_role"))
 
     @model_validator(mode="after")
     def _check(self) -> SetupSection:
-        synthetic = self.mix.get("kind", "real_only") != "real_only" or self.schedule != "joint" \
-            or self.near_ood_negatives
-        if synthetic and self.generator is None:
+        if self.uses_synthetic and self.generator is None:
             raise ValueError("uses synthetic images but names no generator")
+        if self.generator is not None and not self.uses_synthetic:
+            raise ValueError(f"names generator {self.generator!r} but its mix is real_only: it would "
+                             "silently equal a real-only setup (give a mix, a schedule or loss: supcon)")
         if self.near_ood_negatives and self.loss != "supcon":
             raise ValueError("near_ood_negatives needs loss: supcon (CE has no negatives)")
-        if self.loss == "supcon" and (self.mix.get("kind", "real_only") != "real_only" or self.schedule != "joint"):
-            # contrastive_setups takes real rows + every in-dist row (+ near-OOD negatives): a mix or
-            # a schedule here would be silently ignored, so it is refused
+        if self.loss == "supcon" and (self.mix.kind != "real_only" or self.schedule != "joint"):
             raise ValueError("loss: supcon uses the real images plus every curated in-distribution image "
                              "of its generator; leave mix and schedule at their defaults")
+        if self.loss == "supcon" and self.outliers is not None:
+            raise ValueError("outliers: CE setups only (SupCon uses near_ood_negatives)")
         return self
 
 
@@ -113,8 +223,10 @@ class ModelSection(StrictModel):
 
 class ExtraSet(StrictModel):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    path: str = Field(..., description="ImageFolder of the same classes (cross-dataset test)")
+    path: str = Field(..., description="ImageFolder of the same classes (cross-dataset test), or any "
+                      "image folder when ood is true")
     ood: bool = Field(False, description="true: the folder is out-of-distribution (scored, not classified)")
+    group: Literal["near", "far"] | None = Field(None, description="OOD group (OpenOOD style) of an ood folder")
 
 
 class EvaluationSection(StrictModel):
@@ -122,9 +234,10 @@ class EvaluationSection(StrictModel):
     far_ood: bool = Field(True, description="score the offline far-OOD set (synthmix.evaluation.far_ood)")
     far_ood_settings: dict[str, Any] = Field(default_factory=dict)
     extra: list[ExtraSet] = Field(default_factory=list)
-    detectors: list[Literal["msp", "energy", "knn", "mahalanobis"]] = ["msp", "energy", "knn", "mahalanobis"]
-    primary_detector: Literal["msp", "energy", "knn", "mahalanobis"] = "energy"
+    detectors: list[Literal[DETECTORS]] = ["msp", "energy", "knn", "mahalanobis"]  # type: ignore[valid-type]
+    primary_detector: Literal[DETECTORS] = "energy"  # type: ignore[valid-type]
     gradcam: bool = True
+    corruptions: bool = Field(False, description="test accuracy under ImageNet-C-style corruptions")
 
     @model_validator(mode="after")
     def _primary(self) -> EvaluationSection:
@@ -134,7 +247,8 @@ class EvaluationSection(StrictModel):
 
 
 class StudyConfig(StrictModel):
-    """A whole study. ``synthmix run`` expands it into cells = setups x models x seeds."""
+    """A whole study. ``synthmix run`` expands it into cells = setups x models x seeds, plus the
+    automatic controls (:mod:`synthmix.experiments.controls`)."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -142,18 +256,26 @@ class StudyConfig(StrictModel):
     preprocessing: PreprocessingSection = Field(default_factory=PreprocessingSection)
     generators: dict[str, GeneratorSection] = Field(default_factory=dict)
     curation: CurationSection = Field(default_factory=CurationSection)
-    training: dict[str, Any] = Field(default_factory=dict, description="synthmix.training TrainConfig fields")
-    contrastive: dict[str, Any] = Field(default_factory=dict, description="synthmix.training.contrastive "
-                                        "ContrastiveConfig fields for loss: supcon setups")
+    training: TrainOverrides = Field(default_factory=lambda: TrainOverrides(),
+                                     description="synthmix.training TrainConfig fields of every CE cell")
+    contrastive: ContrastiveOverrides = Field(default_factory=lambda: ContrastiveOverrides(),
+                                              description="ContrastiveConfig fields of loss: supcon setups")
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    controls: ControlsSection = Field(default_factory=ControlsSection)
+    verdict: VerdictSection = Field(default_factory=VerdictSection)
     models: list[ModelSection] = Field(..., min_length=1)
     setups: list[SetupSection] = Field(..., min_length=1)
     seeds: list[int] = Field([0], min_length=1)
-    reference: str | None = Field(None, description="setup the others are compared to (default: the "
-                                  "first real-only setup)")
+    reference: str | None = Field(None, description="the real-only setup the others are compared to "
+                                  "(default: the first real-only setup; added when there is none)")
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     device: str = Field("auto", description="auto / cpu / cuda / cuda:1 ... (runtime: not part of any key)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (runtime: not part of any key); "
                                 "1 is much faster than 2 on a CPU shared with other jobs")
+
+    @property
+    def near_ood_class(self) -> str | None:
+        return self.dataset.near_ood_class
 
     @field_validator("seeds")
     @classmethod
@@ -177,13 +299,16 @@ class StudyConfig(StrictModel):
             for m in s.models or []:
                 if m not in model_ids:
                     raise ValueError(f"setups.{i}.models: {m!r} is not one of {model_ids}")
-        if self.reference is not None and self.reference not in names:
-            raise ValueError(f"reference: {self.reference!r} is not a setup name")
+        if self.reference is not None:
+            if self.reference not in names:
+                raise ValueError(f"reference: {self.reference!r} is not a setup name")
+            if next(s for s in self.setups if s.name == self.reference).uses_synthetic:
+                raise ValueError(f"reference: {self.reference!r} uses synthetic images; name a real-only setup")
         cs = self.curation.classifier_setup
         if cs is not None:
             if cs not in names:
                 raise ValueError(f"curation.classifier_setup: {cs!r} is not a setup name")
-            if next(s for s in self.setups if s.name == cs).generator is not None:
+            if next(s for s in self.setups if s.name == cs).uses_synthetic:
                 raise ValueError(f"curation.classifier_setup: {cs!r} uses synthetic images; name a real-only setup")
         if self.curation.enabled and self.generators and self.dataset.val_fraction == 0:
             raise ValueError("dataset.val_fraction: curation calibrates its thresholds on real validation "
@@ -191,44 +316,33 @@ class StudyConfig(StrictModel):
         return self
 
     @property
-    def reference_setup(self) -> str | None:
+    def reference_setup(self) -> str:
+        """The real-only setup every other is compared to (``real``, added by the controls if absent)."""
         if self.reference:
             return self.reference
-        real = [s.name for s in self.setups if s.generator is None]
-        return real[0] if real else None
+        real = [s.name for s in self.setups if not s.uses_synthetic and s.outliers is None]
+        return real[0] if real else "real"
+
+    def train_settings(self, setup: SetupSection, model: ModelSection, seed: int,
+                       extra: BaseModel | None = None) -> dict[str, Any]:
+        """The TrainConfig mapping of a cell: study training + setup (+ ``extra``) overrides + model,
+        size and seed. Validated by :meth:`check_cells` before any work."""
+        merged = {**overrides(self.training), **overrides(setup.training), **overrides(extra)}
+        if self.preprocessing.augment is not None and "augment" not in merged:
+            merged["augment"] = self.preprocessing.augment.model_dump(mode="json")
+        merged.update(model=model.name, model_kwargs=model.args, input_size=self.preprocessing.image_size,
+                      seed=seed)
+        return merged
+
+    def contrastive_settings(self, setup: SetupSection, model: ModelSection, seed: int) -> dict[str, Any]:
+        c = {**overrides(self.contrastive), **overrides(setup.contrastive)}
+        return {**c, "model": model.name, "model_kwargs": {**model.args, **c.get("model_kwargs", {})},
+                "input_size": self.preprocessing.image_size, "seed": seed}
 
 
-def parse_study(data: Any, source: str = "study", base_dir: str | Path | None = None) -> StudyConfig:
-    """Validate a mapping as a study; a relative ``dataset.path`` is made absolute from ``base_dir``."""
-    cfg = parse_config(StudyConfig, data, source=source)
-    if base_dir is not None:
-        cfg = _absolute_paths(cfg, Path(base_dir))
-    validate_study(cfg, source)
-    return cfg
+def dataset_root(cfg: StudyConfig) -> Path:
+    if cfg.dataset.path is None:
+        from synthmix.data.bundled import fruits_path
 
-
-def load_study(path: str | Path) -> StudyConfig:
-    """Load and fully validate a study YAML (every nested stage config included)."""
-    path = Path(path)
-    return parse_study(load_yaml(path), source=str(path), base_dir=path.resolve().parent)
-
-
-def _absolute_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
-    def absolute(p: str) -> str:
-        return str(p if Path(p).is_absolute() else (base / p).resolve())
-
-    ds = cfg.dataset.model_copy(update={"path": absolute(cfg.dataset.path)}) if cfg.dataset.path else cfg.dataset
-    extra = [e.model_copy(update={"path": absolute(e.path)}) for e in cfg.evaluation.extra]
-    return cfg.model_copy(update={"dataset": ds,
-                                  "evaluation": cfg.evaluation.model_copy(update={"extra": extra})})
-
-
-def validate_study(cfg: StudyConfig, source: str = "study") -> None:
-    """Check the nested settings with their owners' config classes; raise ConfigError naming the field."""
-    from synthmix.experiments import stages
-
-    for check in stages.NESTED_CHECKS:
-        try:
-            check(cfg)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
+        return fruits_path()
+    return Path(cfg.dataset.path)

@@ -31,14 +31,30 @@ DONE, FAILED, LOCK, ERROR, CONFIG = "done.json", "failed.json", "running.pid", "
 EVENTS = "events.jsonl"
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Settings of this machine and session, never part of a stage key: a study resumed on another
+    machine (or with another device) reuses what is done."""
+
+    device: str = "auto"
+    threads: int | None = None
+
+    def concrete_device(self) -> str:
+        from synthmix.core.device import pick_device
+
+        return pick_device(self.device)
+
+
 @dataclass
 class StageContext:
-    """What a stage function gets: its output dir, its config, its dependencies' dirs by name."""
+    """What a stage function gets: its output dir, its config, its dependencies' dirs by name,
+    the run directory (absolute) and the runtime settings."""
 
     out_dir: Path
     config: dict[str, Any]
     deps: dict[str, Path]
     run_dir: Path
+    runtime: Runtime = field(default_factory=Runtime)
 
 
 @dataclass(eq=False)
@@ -62,11 +78,6 @@ def stage_dir(run_dir: str | Path, key: str) -> Path:
 
 def is_done(run_dir: str | Path, key: str) -> bool:
     return (stage_dir(run_dir, key) / DONE).exists()
-
-
-def read_done(run_dir: str | Path, key: str) -> dict[str, Any] | None:
-    p = stage_dir(run_dir, key) / DONE
-    return read_json(p) if p.exists() else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -136,7 +147,7 @@ def _try_lock(d: Path) -> bool:
     return False
 
 
-def run_stage(run_dir: Path, stage: Stage) -> str:
+def run_stage(run_dir: Path, stage: Stage, runtime: Runtime | None = None) -> str:
     """Run one stage unless done or held by a live process. Returns done / ran / failed / busy."""
     d = stage_dir(run_dir, stage.key)
     if (d / DONE).exists():
@@ -156,7 +167,7 @@ def run_stage(run_dir: Path, stage: Stage) -> str:
         _log(run_dir, "start", stage)
         t0, c0 = time.time(), time.process_time()
         try:
-            ctx = StageContext(out_dir=d, config=stage.config, run_dir=run_dir,
+            ctx = StageContext(out_dir=d, config=stage.config, run_dir=run_dir, runtime=runtime or Runtime(),
                                deps={n: stage_dir(run_dir, s.key) for n, s in stage.deps.items()})
             summary = stage.fn(ctx) or {}
         except Exception as err:  # noqa: BLE001 - a failed stage must not stop the other cells
@@ -189,7 +200,8 @@ def _clear(d: Path) -> None:
 
 def execute(run_dir: str | Path, leaves: Sequence[Stage],
             on_stage: Callable[[int, int, Stage, str], None] | None = None,
-            wait_for_others: bool = True, poll_s: float = 2.0) -> dict[str, str]:
+            wait_for_others: bool = True, poll_s: float = 2.0,
+            runtime: Runtime | None = None) -> dict[str, str]:
     """Run every stage needed by ``leaves``; returns ``{key: outcome}``.
 
     Outcomes: ``done`` (was already done), ``ran``, ``failed``, ``blocked`` (an upstream stage
@@ -211,7 +223,7 @@ def execute(run_dir: str | Path, leaves: Sequence[Stage],
             else:
                 if on_stage:
                     on_stage(n, len(order), s, "start")
-                outcome[s.key] = run_stage(run_dir, s)
+                outcome[s.key] = run_stage(run_dir, s, runtime)
                 if outcome[s.key] == "busy":
                     locked.append(s)
             if on_stage:

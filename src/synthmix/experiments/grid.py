@@ -1,10 +1,11 @@
-"""Grid expansion: a study's cells are setups x models x seeds (a setup may restrict its models)."""
+"""Grid expansion: a study's cells are (setups + automatic controls) x models x seeds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from synthmix.experiments.config import ModelSection, SetupSection, StudyConfig
+from synthmix.experiments.controls import control_setups
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,15 @@ class Cell:
         return f"{self.setup.name}/{self.model.id}/s{self.seed}"
 
 
+def all_setups(cfg: StudyConfig) -> list[SetupSection]:
+    """The study's setups followed by its automatic controls."""
+    return [*cfg.setups, *control_setups(cfg)]
+
+
 def expand(cfg: StudyConfig) -> list[Cell]:
-    """Every cell, in config order (setup-major, then model, then seed)."""
+    """Every cell, in order (setup-major, then model, then seed); controls last."""
     cells = []
-    for setup in cfg.setups:
+    for setup in all_setups(cfg):
         models = [m for m in cfg.models if setup.models is None or m.id in setup.models]
         for model in models:
             for seed in cfg.seeds:

@@ -12,8 +12,9 @@ from typing import Any
 
 from synthmix.experiments import stages
 from synthmix.experiments.config import StudyConfig
+from synthmix.experiments.controls import CLASSICAL
 from synthmix.experiments.executor import Stage, topo_order
-from synthmix.experiments.grid import Cell, expand
+from synthmix.experiments.grid import Cell, all_setups, expand
 
 
 @dataclass
@@ -23,8 +24,11 @@ class CellPlan:
     evaluate: Stage
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.cell.id, "setup": self.cell.setup.name, "model": self.cell.model.id,
-                "seed": self.cell.seed, "train": self.train.key, "evaluate": self.evaluate.key}
+        s = self.cell.setup
+        return {"id": self.cell.id, "setup": s.name, "model": self.cell.model.id, "seed": self.cell.seed,
+                "control": s.control, "synthetic": s.uses_synthetic, "loss": s.loss,
+                "generator": s.generator, "mix": s.mix.label(), "real_fraction": s.mix.real_subset,
+                "train": self.train.key, "evaluate": self.evaluate.key}
 
 
 @dataclass
@@ -53,49 +57,63 @@ class Plan:
 def build_plan(cfg: StudyConfig) -> Plan:
     """Every stage of the study, keyed by the hash of its resolved config and its inputs."""
     plan = Plan(cfg)
-    scan = Stage("scan", "scan dataset", stages.scan_config(cfg), stages.run_scan)
+    scan = Stage("scan", "scan dataset", stages.scan.config(cfg), stages.scan.run)
     plan.shared["scan"] = scan
 
     synthetic: dict[str, Stage] = {}
     classifier: Stage | None = None
-    used = [g for g in cfg.generators if any(s.generator == g for s in cfg.setups)]
+    cells = expand(cfg)
+    used = [g for g in cfg.generators if any(c.setup.generator == g for c in cells)]
     for name in used:
         gen_cfg = cfg.generators[name]
         deps: dict[str, Stage] = {"scan": scan}
         if gen_cfg.train is not None:
-            trained = Stage("generator", f"train generator {name}", stages.generator_train_config(cfg, name),
-                            stages.run_generator_train, {"scan": scan})
+            trained = Stage("generator", f"train generator {name}", stages.generator_train.config(cfg, name),
+                            stages.generator_train.run, {"scan": scan})
             plan.shared[f"generator:{name}"] = trained
             deps["generator"] = trained
-        generated = Stage("generate", f"generate {name}", stages.generate_config(cfg, name),
-                          stages.run_generate_stage, deps)
+        generated = Stage("generate", f"generate {name}", stages.generate.config(cfg, name),
+                          stages.generate.run, deps)
         plan.shared[f"generate:{name}"] = generated
         synthetic[name] = generated
         if cfg.curation.enabled:
             if classifier is None:
-                cc = stages.curation_cell(cfg)
-                classifier = Stage("train", f"train {cc.id}", stages.train_config(cfg, cc), stages.run_train,
+                cc = curation_cell(cfg)
+                classifier = Stage("train", f"train {cc.id}", stages.train.config(cfg, cc), stages.train.run,
                                    {"scan": scan})
                 plan.shared["curation_classifier"] = classifier
-            curated = Stage("curate", f"curate {name}", stages.curate_config(cfg, name), stages.run_curate,
+            curated = Stage("curate", f"curate {name}", stages.curate.config(cfg, name), stages.curate.run,
                             {"scan": scan, "generated": generated, "classifier": classifier})
             plan.shared[f"curate:{name}"] = curated
             synthetic[name] = curated
+    for k in sorted({c.setup.mix.k for c in cells if c.setup.generator == CLASSICAL}):
+        st = Stage("classical", f"classical augmentation x{k}", stages.classical.config(cfg, k),
+                   stages.classical.run, {"scan": scan})
+        plan.shared[f"classical:{k}"] = st
 
     eval_deps: dict[str, Stage] = {"scan": scan}
     if cfg.evaluation.far_ood:
-        far = Stage("far_ood", "far-OOD set", stages.far_ood_config(cfg), stages.run_far_ood)
+        far = Stage("far_ood", "far-OOD set", stages.far_ood.config(cfg), stages.far_ood.run)
         plan.shared["far_ood"] = far
         eval_deps["far_ood"] = far
-    for cell in expand(cfg):
+    for cell in cells:
         deps = {"scan": scan}
-        if cell.setup.generator is not None:
+        if cell.setup.generator == CLASSICAL:
+            deps["synthetic"] = plan.shared[f"classical:{cell.setup.mix.k}"]
+        elif cell.setup.generator is not None:
             deps["synthetic"] = synthetic[cell.setup.generator]
-        train = Stage("train", f"train {cell.id}", stages.train_config(cfg, cell), stages.run_train, deps)
-        ev = Stage("evaluate", f"evaluate {cell.id}", stages.evaluate_config(cfg, cell), stages.run_evaluate,
+        train = Stage("train", f"train {cell.id}", stages.train.config(cfg, cell), stages.train.run, deps)
+        ev = Stage("evaluate", f"evaluate {cell.id}", stages.evaluate.config(cfg, cell), stages.evaluate.run,
                    {**eval_deps, "train": train})
         plan.cells.append(CellPlan(cell, train, ev))
     return plan
+
+
+def curation_cell(cfg: StudyConfig) -> Cell:
+    """The classifier that scores synthetic images: a real-only CE cell (by default the reference
+    setup's first model and seed, so its training stage is shared with that cell)."""
+    setup = next(s for s in all_setups(cfg) if s.name == (cfg.curation.classifier_setup or cfg.reference_setup))
+    return Cell(setup, cfg.models[0], cfg.seeds[0])
 
 
 def plan_path(run_dir: str | Path) -> Path:

@@ -56,7 +56,7 @@ def aggregate(run_dir: str | Path) -> dict[str, Any]:
     cells = []
     for c in plan["cells"]:
         m = cell_metrics(run, c["evaluate"])
-        cells.append({**c, "done": m is not None, "metrics": m or {}})
+        cells.append({**c, "done": m is not None, "metrics": m or {}, "train_info": _train_info(run, c["train"])})
     metrics = sorted({k for c in cells for k in c["metrics"]})
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in cells:
@@ -74,11 +74,91 @@ def aggregate(run_dir: str | Path) -> dict[str, Any]:
                      if k in c["metrics"] and k in ref_by_seed.get(c["seed"], {})]
                 if d:
                     diff[k] = mean_ci(d)
+        first = members[0]
         rows.append({"setup": setup, "model": model, "n_done": len(done), "n_cells": len(members),
-                     "seeds": [c["seed"] for c in done], "metrics": agg, "diff": diff})
-    return {"study": plan.get("study"), "reference": ref, "headline": headline_metrics(study, set(metrics)),
-            "metrics": metrics, "setups": rows, "cells": cells, "incomplete": incomplete_cells(run),
-            "lower_is_better": [k for k in metrics if lower_is_better(k)]}
+                     "seeds": [c["seed"] for c in done], "metrics": agg, "diff": diff,
+                     "control": first.get("control"), "synthetic": first.get("synthetic"),
+                     "mix": first.get("mix"), "loss": first.get("loss"), "compute": _compute(done)})
+    summary = {"study": plan.get("study"), "reference": ref, "headline": headline_metrics(study, set(metrics)),
+               "metrics": metrics, "setups": rows, "cells": cells, "incomplete": incomplete_cells(run),
+               "lower_is_better": [k for k in metrics if lower_is_better(k)],
+               "data": _data_info(run, plan, study), "budget": study.get("budget") or {"mode": "steps"}}
+    summary["baseline"] = baseline_check(summary)
+    summary["compute_note"] = compute_note(summary)
+    from synthmix.experiments.verdict import study_verdict
+
+    summary["verdict"] = study_verdict(run, summary, study)
+    return summary
+
+
+def _train_info(run: Path, key: str) -> dict[str, Any]:
+    p = stage_dir(run, key) / "done.json"
+    if not p.exists():
+        return {}
+    done = read_json(p)
+    return {**done.get("summary", {}), "seconds": done.get("seconds"), "cpu_seconds": done.get("cpu_seconds")}
+
+
+def _compute(done: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean optimizer steps, images seen, wall and CPU seconds of a setup's finished cells."""
+    import numpy as np
+
+    out = {}
+    for k in ("steps", "images_seen", "seconds", "cpu_seconds", "n_real", "n_synthetic"):
+        v = [c["train_info"].get(k) for c in done if c["train_info"].get(k) is not None]
+        if v:
+            out[k] = float(np.mean(v))
+    out["still_improving"] = sum(bool(c["train_info"].get("still_improving")) for c in done)
+    return out
+
+
+def _data_info(run: Path, plan: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+    """Real train images per class (of the classes, not the near-OOD class) and the test set size."""
+    from collections import Counter
+
+    from synthmix.data.manifest import read_manifest, resolve_path
+
+    key = plan.get("shared", {}).get("scan")
+    done = stage_dir(run, key) / "done.json" if key else None
+    if done is None or not done.exists():
+        return {}
+    manifest = resolve_path(done, read_json(done)["summary"]["manifest"])
+    near = (study.get("dataset") or {}).get("near_ood_class", "mixed")
+    rows = [r for r in read_manifest(manifest) if r.get("source") == "real" and r.get("label") != near]
+    train = Counter(r["label"] for r in rows if r.get("split") == "train")
+    return {"real_train_counts": dict(sorted(train.items())),
+            "n_test": sum(r.get("split") == "test" for r in rows),
+            "n_near_ood": sum(1 for r in read_manifest(manifest) if r.get("label") == near)}
+
+
+def baseline_check(summary: dict[str, Any]) -> dict[str, Any]:
+    """Was the real-only reference still improving when its budget ended (validation loss falling)?"""
+    ref = next((s for s in summary["setups"] if s["setup"] == summary.get("reference")), None)
+    if ref is None or not ref["n_done"]:
+        return {}
+    n = ref["compute"].get("still_improving", 0)
+    return {"setup": ref["setup"], "still_improving": n, "n": ref["n_done"],
+            "flag": n * 2 > ref["n_done"],
+            "text": (f"The reference {ref['setup']} was still improving at the end of its budget in {n} of "
+                     f"{ref['n_done']} seeds (validation loss at its lowest and falling): a longer budget may "
+                     "raise it, and every synthetic gain measured against it may shrink.")
+            if n * 2 > ref["n_done"] else
+            f"The reference {ref['setup']} had converged (validation loss no longer falling) in "
+            f"{ref['n_done'] - n} of {ref['n_done']} seeds."}
+
+
+def compute_note(summary: dict[str, Any]) -> str:
+    """One line on training compute: equal steps, or how much it differs between setups."""
+    steps = {s["setup"]: s["compute"].get("steps") for s in summary["setups"]
+             if s.get("loss") == "ce" and s["compute"].get("steps")}
+    if not steps:
+        return ""
+    lo, hi = min(steps.values()), max(steps.values())
+    mode = (summary.get("budget") or {}).get("mode", "steps")
+    if hi == lo:
+        return f"Equal compute: every cross-entropy cell took {int(lo)} optimizer steps ({mode} budget)."
+    return (f"Compute DIFFERS between setups ({mode} budget): {int(lo)} to {int(hi)} optimizer steps "
+            f"({hi / lo:.1f}x); differences in results mix the effect of the data with that of training length.")
 
 
 def incomplete_cells(run_dir: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,9 @@ from typing import Any
 from synthmix.core.config import dump_yaml
 from synthmix.core.io import atomic_write_json
 from synthmix.core.paths import mark_run_root
-from synthmix.experiments.config import StudyConfig, load_study
-from synthmix.experiments.executor import Stage, execute
+from synthmix.experiments.config import StudyConfig
+from synthmix.experiments.load import load_study
+from synthmix.experiments.executor import Runtime, Stage, execute
 from synthmix.experiments.plan import Plan, build_plan, plan_path
 
 STUDY_FILE = "study.yaml"
@@ -44,14 +44,14 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
 
     cfg, plan, run = prepare(config, run_dir)
     preflight(cfg)
-    # The device is a runtime choice, not part of any stage key (see stages.device).
-    os.environ["SYNTHMIX_DEVICE"] = device or cfg.device
-    if threads or cfg.threads:
+    # Device and threads are runtime choices, not part of any stage key: they travel in the context.
+    runtime = Runtime(device=device or cfg.device, threads=threads or cfg.threads)
+    if runtime.threads:
         import torch
 
-        torch.set_num_threads(threads or cfg.threads)
+        torch.set_num_threads(runtime.threads)
     t0 = time.time()
-    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None)
+    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None, runtime=runtime)
     summary = aggregate(run)
     summary["run"] = {"seconds": round(time.time() - t0, 2),
                       "ran": sum(v == "ran" for v in outcome.values()),

@@ -33,7 +33,7 @@ def load_plan(target: str | Path, run_dir: str | Path | None = None) -> tuple[di
 
             raise SynthmixError(f"{target}: not a run directory (no plan.json); pass the study YAML instead")
         return read_json(plan_path(target)), target
-    from synthmix.experiments.config import load_study
+    from synthmix.experiments.load import load_study
     from synthmix.experiments.plan import build_plan
     from synthmix.experiments.runner import default_run_dir
 

@@ -31,6 +31,8 @@ class GenerateConfig(StrictModel):
     out_dir: Path                      # images in out_dir/images/<label>/, rows in out_dir/manifest.jsonl
     generator: dict[str, Any]
     batch_size: int = Field(8, ge=1)   # rows per render call (a backend may split further on OOM)
+    exclude_classes: list[str] = Field(default_factory=list, description="labels that are not classes "
+                                       "(the study's near-OOD class): never generated, never a parent")
 
 
 def load_generate_config(path: str | Path) -> GenerateConfig:
@@ -47,11 +49,12 @@ def load_generate_config(path: str | Path) -> GenerateConfig:
     return cfg
 
 
-def real_train_rows(manifest: Path) -> list[dict[str, Any]]:
-    """The manifest's real train rows (guarded: nothing else may reach a generator)."""
+def real_train_rows(manifest: Path, exclude_classes: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The manifest's real train rows, less ``exclude_classes`` (guarded: nothing else may reach a
+    generator, so no backend can plan "a photo of a mixed" or train a ``<mixed>`` token)."""
     from synthmix.data.manifest import assert_train_only, read_manifest, train_rows
 
-    rows = train_rows(read_manifest(manifest))
+    rows = [r for r in train_rows(read_manifest(manifest)) if r.get("label") not in set(exclude_classes)]
     assert_train_only(rows, "generation")
     if not rows:
         raise DataError(manifest, "no real train rows (split=train, source=real) to generate from")
@@ -90,7 +93,7 @@ def run_generate(cfg: GenerateConfig, rank: int = 0, world_size: int = 1,
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} / world size {world_size}: need 0 <= rank < world_size")
     backend, gcfg = parse_generator_config(cfg.generator, source="generator")
-    real = real_train_rows(cfg.manifest)
+    real = real_train_rows(cfg.manifest, cfg.exclude_classes)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_yaml({**cfg.model_dump(mode="json"), "generator": {"type": backend.name,

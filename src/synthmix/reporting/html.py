@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.core.io import atomic_write_text, read_json
-from synthmix.reporting import plots
+from synthmix.reporting import plots, verdict
 from synthmix.reporting.tables import answer_table, headline_sentence, metric_title
 
 REPORT_NAME = "report.html"
@@ -179,11 +179,19 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     env = jinja2.Environment(loader=jinja2.PackageLoader("synthmix.reporting", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     bars = plots.metric_bars(summary, cols)
+    forest, curve = verdict.forest_plot(summary), verdict.curve_plot(summary)
     html = env.get_template("report.html.j2").render(
         study=summary.get("study") or plan.get("study"),
         description=_study_field(run, "description"),
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        incomplete=summary.get("incomplete") or [],
+        verdict_lines=verdict.verdict_lines(summary),
         sentence=headline_sentence(summary),
+        caveats=verdict.caveats(summary),
+        verdict_rows=verdict.verdict_table(summary),
+        forest=data_uri(forest) if forest else None,
+        curve=data_uri(curve) if curve else None,
+        compute=compute_rows(summary),
         columns=[(c, metric_title(c)) for c in cols],
         rows=rows, reference=summary.get("reference"),
         multi_model=len({r.model for r in rows}) > 1,
@@ -198,6 +206,19 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     target = Path(out) if out else run / REPORT_NAME
     atomic_write_text(target, html)
     return target
+
+
+def compute_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per setup: what each cell trained on and how long (means over its finished seeds)."""
+    out = []
+    for s in summary.get("setups", []):
+        c = s.get("compute") or {}
+        kind = ("control: " + s["control"]) if s.get("control") else ("synthetic" if s.get("synthetic") else "real")
+        out.append({"setup": s["setup"], "model": s["model"], "kind": kind, "mix": s.get("mix") or "",
+                    "loss": s.get("loss") or "", **{k: (f"{c[k]:.0f}" if k in c else "–")
+                                                     for k in ("steps", "images_seen", "n_real", "n_synthetic")},
+                    **{k: (f"{c[k]:.1f}" if k in c else "–") for k in ("seconds", "cpu_seconds")}})
+    return out
 
 
 def _study_field(run: Path, name: str) -> str:

@@ -6,6 +6,7 @@ YAML form (all fields optional, defaults shown where it matters)::
     model_kwargs: {}          # passed to create_model (input_size is added from input_size)
     input_size: 64            # images are S x S
     epochs: 30
+    steps: null               # optimizer-step budget; overrides epochs (equal compute across mixes)
     batch_size: 32
     optimizer: adamw          # sgd | adamw
     lr: 0.001
@@ -19,7 +20,9 @@ YAML form (all fields optional, defaults shown where it matters)::
     early_stopping_patience: null   # validations without improvement before stopping
     early_stopping_metric: val_loss # val_loss | val_acc (best weights are kept either way)
     augment: {hflip: 0.5}     # synthmix.data.augment.AugmentConfig
-    normalization: imagenet   # imagenet | none
+    normalization: imagenet   # imagenet | inception | clip | none (see synthmix.models.model_defaults)
+    backbone_lr_mult: 1.0     # backbone lr = lr * this (0.1 for a pretrained backbone)
+    finetune: {mode: full}    # full | head | partial (blocks: N) | lora (lora_rank, lora_alpha); training/finetune.py
     seed: 0
     device: auto
     num_threads: null         # torch.set_num_threads when given
@@ -35,6 +38,7 @@ from pydantic import Field
 
 from synthmix.core.config import StrictModel
 from synthmix.data.augment import AugmentConfig
+from synthmix.training.finetune import FinetuneConfig
 
 
 class TrainConfig(StrictModel):
@@ -44,6 +48,8 @@ class TrainConfig(StrictModel):
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model arguments")
     input_size: int = Field(64, ge=8, le=1024, description="square input size in pixels")
     epochs: int = Field(30, ge=1)
+    steps: int | None = Field(None, ge=1, description="budget in optimizer steps; overrides epochs "
+                              "(the last epoch is cut short): equal compute for training sets of any size")
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -57,7 +63,11 @@ class TrainConfig(StrictModel):
     early_stopping_patience: int | None = Field(None, ge=1)
     early_stopping_metric: Literal["val_loss", "val_acc"] = "val_loss"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    normalization: Literal["imagenet", "none"] = "imagenet"
+    normalization: Literal["imagenet", "inception", "clip", "none"] = "imagenet"
+    backbone_lr_mult: float = Field(1.0, ge=0, le=1, description="backbone lr = lr * this (the head gets lr): "
+                                    "e.g. 0.1 to fine-tune a pretrained backbone")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="which parameters train: "
+                                     "full | head | partial (last N blocks) | lora")
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = Field(None, ge=1)

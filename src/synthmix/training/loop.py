@@ -44,6 +44,7 @@ from synthmix.core.errors import ConfigError, TrainingError
 from synthmix.core.hashing import config_hash
 from synthmix.training.checkpoint import load_checkpoint, save_checkpoint
 from synthmix.training.config import TrainConfig
+from synthmix.training.finetune import apply_finetune, freeze_bn_stats, merge_finetune
 
 # Fields that may differ between an interrupted run and its resumption.
 _RESUME_FREE = {"device", "num_threads", "eval_batch_size"}
@@ -118,6 +119,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     # different sizes), else ``epochs`` full passes; the last epoch may be cut short.
     total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
+    apply_finetune(model, cfg.finetune)  # which parameters train (head / partial / LoRA)
     optimizer = _make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch, total_steps))
     perm_gen = torch.Generator().manual_seed(cfg.seed)
@@ -166,6 +168,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     try:
         for epoch in range(start_epoch, epochs if not stopped else start_epoch):
             model.train()
+            freeze_bn_stats(model, cfg.finetune)
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=perm_gen).to(device)
             loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -246,6 +249,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    if cfg.finetune.mode == "lora":
+        merge_finetune(model)  # plain weights again: final.pt loads into a fresh model
     return FitResult(history=history, best_epoch=best["epoch"], best_metric=best["metric"],
                      epochs_run=len(history), stopped_early=stopped, resumed_from_epoch=resumed,
                      steps=sum(h.get("steps", steps_per_epoch) for h in history),
@@ -299,10 +304,17 @@ def _make_optimizer(model, cfg: TrainConfig):
     import torch
 
     # No weight decay on biases and norm parameters (the usual choice; it matters little here).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    # The backbone learns at lr * backbone_lr_mult (fine-tuning a pretrained one gently); the
+    # head's groups come first, so param_groups[0]["lr"] is the base lr.
+    in_backbone = {id(p) for p in model.backbone.parameters()} if hasattr(model, "backbone") else set()
+    groups = []
+    for part, mult in (("head", 1.0), ("backbone", cfg.backbone_lr_mult)):
+        ps = [p for p in model.parameters() if p.requires_grad and (id(p) in in_backbone) == (part == "backbone")]
+        for wd, sel in ((cfg.weight_decay, [p for p in ps if p.ndim > 1]), (0.0, [p for p in ps if p.ndim <= 1])):
+            if sel:
+                groups.append({"params": sel, "weight_decay": wd, "lr": cfg.lr * mult})
+    if not groups:
+        raise ConfigError("training: no parameter trains (check finetune.mode)")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -9,9 +9,14 @@ real + k synthetic per real image, synthetic only.
 - ``kind="ratio"``: ``total`` images (default: the number of real train images), of which
   ``round(real_fraction * total)`` are real and the rest synthetic (the fruit study's
   100/0, 50/50, 30/70, 0/100);
-- ``kind="per_real"``: every real image + ``k`` synthetic images per real image;
+- ``kind="per_real"``: every real image + ``k`` of its own synthetic children (rows whose
+  ``parent_id`` is that image: DA-Fusion semantics); a parent with fewer children keeps what it
+  has (counted in ``short_parents``), one with none is an error when no parent has any;
 - ``kind="real_only"`` / ``"synthetic_only"`` (synthetic_only: ``total`` images, default the
-  number of real train images).
+  number of real train images);
+- ``real_subset=f``: only the first ``ceil(f * n_c)`` real train images of each class, in a
+  permutation seeded by ``seed`` alone, so the subsets of one seed are nested (25 % in 50 % ...):
+  the "more real data" control.
 
 Each part is split over classes (``class_balance``): ``real_prior`` keeps the class
 proportions of the real train set, ``equal`` gives every class the same count (largest
@@ -53,6 +58,8 @@ class MixConfig(StrictModel):
     k: int | None = Field(None, ge=0, description="per_real: synthetic images per real image")
     synthetic_roles: list[str] = Field(default_factory=lambda: ["in_dist", "unsorted"])
     class_balance: Literal["real_prior", "equal"] = "real_prior"
+    real_subset: float | None = Field(None, gt=0, le=1, description="keep this fraction of each class's "
+                                      "real train images (nested across fractions for a seed)")
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> MixConfig:
@@ -66,6 +73,11 @@ class MixConfig(StrictModel):
             raise ValueError(f"k is only used with kind 'per_real', not {self.kind!r}")
         if self.kind in ("per_real", "real_only") and self.total is not None:
             raise ValueError(f"total is only used with kinds 'ratio' and 'synthetic_only', not {self.kind!r}")
+        # A mix that asks for synthetic images must get some: otherwise it silently equals real-only.
+        if self.kind == "per_real" and self.k == 0:
+            raise ValueError("per_real with k: 0 selects no synthetic image; use kind real_only")
+        if self.kind == "ratio" and self.real_fraction == 1:
+            raise ValueError("ratio with real_fraction: 1 selects no synthetic image; use kind real_only")
         return self
 
     def label(self) -> str:
@@ -75,7 +87,8 @@ class MixConfig(StrictModel):
             return f"{r}/{100 - r}"
         if self.kind == "per_real":
             return f"real+{self.k}syn"
-        return {"real_only": "real", "synthetic_only": "synthetic"}[self.kind]
+        base = {"real_only": "real", "synthetic_only": "synthetic"}[self.kind]
+        return base if self.real_subset is None else f"{base}@{round(100 * self.real_subset)}%"
 
 
 @dataclass
@@ -134,6 +147,8 @@ def select_training_rows(rows: Sequence[dict[str, Any]], mix: MixConfig, seed: i
         classes = sorted({r["label"] for r in rows if r.get("split") == "train"
                           and r.get("source") == SOURCE_REAL})
     real = real_train_rows(rows, classes)
+    if mix.real_subset is not None:
+        real = _nested_subset(real, mix.real_subset, seed)
     syn = synthetic_rows(rows, classes, mix.synthetic_roles)
     real_by = _by_label(real)
     syn_by = _by_label(syn)
@@ -146,8 +161,7 @@ def select_training_rows(rows: Sequence[dict[str, Any]], mix: MixConfig, seed: i
     if mix.kind == "real_only":
         want_real, want_syn = {c: len(real_by.get(c, [])) for c in classes}, dict.fromkeys(classes, 0)
     elif mix.kind == "per_real":
-        want_real = {c: len(real_by.get(c, [])) for c in classes}
-        want_syn = {c: mix.k * want_real[c] for c in classes}
+        return _per_real(real, syn, mix, seed, classes)
     else:
         total = mix.total if mix.total is not None else n_real_all
         if total == 0:
@@ -181,13 +195,50 @@ def select_training_rows(rows: Sequence[dict[str, Any]], mix: MixConfig, seed: i
         if sel_real != expected:
             raise SynthmixError(f"mix {mix.label()}: {sel_real} real of {sel_real + sel_syn} images, "
                                 f"expected {expected}")
-    if mix.kind == "per_real" and sel_syn != mix.k * sel_real:
-        raise SynthmixError(f"mix {mix.label()}: {sel_syn} synthetic for {sel_real} real images")
     if not chosen:
         raise ConfigError(f"mix {mix.label()}: the selection is empty (classes {list(classes)})")
     requested = {**mix.model_dump(mode="json"), "seed": seed, "classes": list(classes),
                  "want_real": want_real, "want_synthetic": want_syn}
     return Selection(rows=chosen, counts=counts, n_real=sel_real, n_synthetic=sel_syn, requested=requested)
+
+
+def _nested_subset(real: list[dict[str, Any]], fraction: float, seed: int) -> list[dict[str, Any]]:
+    """The first ceil(fraction * n_c) rows of each class in a permutation seeded by ``seed`` only."""
+    out = []
+    for c, rows in sorted(_by_label(real).items()):
+        order = sorted(rows, key=lambda r: r["id"])
+        random.Random(f"subset/{seed}/{c}").shuffle(order)
+        out += order[:math.ceil(fraction * len(order))]
+    return out
+
+
+def _per_real(real: list[dict[str, Any]], syn: list[dict[str, Any]], mix: MixConfig, seed: int,
+              classes: Sequence[str]) -> Selection:
+    """Every real row + up to k of its own children (seeded choice among them)."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for r in syn:
+        if r.get("parent_id") is not None:
+            children.setdefault(r["parent_id"], []).append(r)
+    chosen: list[dict[str, Any]] = []
+    short = 0
+    for parent in sorted(real, key=lambda r: r["id"]):
+        own = sorted((r for r in children.get(parent["id"], []) if r["label"] == parent["label"]),
+                     key=lambda r: r["id"])
+        pick = random.Random(f"{seed}/children/{parent['id']}").sample(own, mix.k) if len(own) > mix.k else own
+        short += len(pick) < mix.k
+        chosen += [parent, *pick]
+    n_real = len(real)
+    n_syn = len(chosen) - n_real
+    if n_syn == 0:
+        raise ConfigError(f"mix {mix.label()} (per_real): none of the {n_real} real train images has a "
+                          f"synthetic child with role in {mix.synthetic_roles} ({len(syn)} synthetic rows "
+                          "of those roles, none with a real train parent of its class)")
+    counts = {"real": {c: 0 for c in classes}, "synthetic": {c: 0 for c in classes}}
+    for r in chosen:
+        counts["real" if r.get("source") == SOURCE_REAL else "synthetic"][r["label"]] += 1
+    requested = {**mix.model_dump(mode="json"), "seed": seed, "classes": list(classes),
+                 "short_parents": short, "realised_k": n_syn / max(1, n_real)}
+    return Selection(rows=chosen, counts=counts, n_real=n_real, n_synthetic=n_syn, requested=requested)
 
 
 def write_selection(selection: Selection, out_dir: str | Path) -> None:

@@ -1,0 +1,81 @@
+"""Loading a study: parse the YAML into :class:`~synthmix.experiments.config.StudyConfig`, make its
+paths absolute, then the checks that need the registries or the disk — all before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.config import load_yaml, overrides, parse_config
+from synthmix.core.errors import ConfigError
+from synthmix.experiments.config import StudyConfig, dataset_root
+from synthmix.experiments.grid import expand
+from synthmix.training.config import TrainConfig
+from synthmix.training.contrastive import ContrastiveConfig
+
+
+def parse_study(data: Any, source: str = "study", base_dir: str | Path | None = None) -> StudyConfig:
+    """Validate a mapping as a study; a relative ``dataset.path`` is made absolute from ``base_dir``."""
+    cfg = parse_config(StudyConfig, data, source=source)
+    if base_dir is not None:
+        cfg = _absolute_paths(cfg, Path(base_dir))
+    try:
+        check_study(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return cfg
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Load and fully validate a study YAML (every nested stage config included)."""
+    path = Path(path)
+    return parse_study(load_yaml(path), source=str(path), base_dir=path.resolve().parent)
+
+
+def _absolute_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
+    def absolute(p: str) -> str:
+        return str(p if Path(p).is_absolute() else (base / p).resolve())
+
+    ds = cfg.dataset.model_copy(update={"path": absolute(cfg.dataset.path)}) if cfg.dataset.path else cfg.dataset
+    extra = [e.model_copy(update={"path": absolute(e.path)}) for e in cfg.evaluation.extra]
+    return cfg.model_copy(update={"dataset": ds,
+                                  "evaluation": cfg.evaluation.model_copy(update={"extra": extra})})
+
+
+def check_study(cfg: StudyConfig) -> None:
+    """What the section models cannot check alone (needs the registries or the disk), before any
+    work: the dataset folders exist, model names are registered, every cell's merged training
+    settings are valid, generators' settings are valid for their backend."""
+    from synthmix.models import available_models
+
+    root = dataset_root(cfg)
+    if not root.is_dir():
+        raise ConfigError(f"dataset.path: not a directory: {root}")
+    for i, e in enumerate(cfg.evaluation.extra):
+        if not Path(e.path).is_dir():
+            raise ConfigError(f"evaluation.extra.{i}.path: not a directory: {e.path}")
+    names = available_models()
+    for i, m in enumerate(cfg.models):
+        if m.name not in names:
+            raise ConfigError(f"models.{i}.name: unknown model {m.name!r}; available: {', '.join(names)}")
+    for name, g in cfg.generators.items():
+        g.check(name)
+    if cfg.budget.mode == "steps":
+        for i, s in enumerate(cfg.setups):
+            for block in ("training", "pretrain_training"):
+                fixed = {"epochs", "steps"} & set(overrides(getattr(s, block)))
+                if fixed:
+                    raise ConfigError(f"setups.{i}.{block}: {sorted(fixed)} — with budget.mode: steps every CE "
+                                      "cell gets the same optimizer steps (budget.epochs_over_real); remove "
+                                      "it, or set budget.mode: epochs (compute then differs between setups)")
+    for cell in expand(cfg):
+        i = next((i for i, s in enumerate(cfg.setups) if s.name == cell.setup.name), None)
+        where = f"setups.{i} ({cell.setup.name})" if i is not None else f"control {cell.setup.name}"
+        parse_config(TrainConfig, cfg.train_settings(cell.setup, cell.model, cell.seed), source=where)
+        if cell.setup.schedule == "pretrain_finetune":
+            parse_config(TrainConfig, cfg.train_settings(cell.setup, cell.model, cell.seed,
+                                                         cell.setup.pretrain_training),
+                         source=f"{where}.pretrain_training")
+        if cell.setup.loss == "supcon":
+            parse_config(ContrastiveConfig, cfg.contrastive_settings(cell.setup, cell.model, cell.seed),
+                         source=f"{where}.contrastive")

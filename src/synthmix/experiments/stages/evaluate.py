@@ -1,0 +1,150 @@
+"""Stage ``evaluate``: a trained cell's flat ``metrics.json`` and ``scores.npz``.
+
+- classification metrics of the run's test (and val) split and of every extra ID folder;
+- OOD (OpenOOD v1.5 protocol): detectors fitted on the REAL TRAIN features of the cell's own
+  model only, ID = the real test split, OOD sets = the near-OOD class photos, the offline far-OOD
+  set and every ``evaluation.extra`` folder with ``ood: true``; per set and detector AUROC,
+  AUPR-in/out and FPR@95, and per group (near / far) their mean;
+- ``scores.npz``: per-image arrays the verdict's bootstrap resamples (test labels and predictions,
+  every detector's score on test and on each OOD set).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthmix.core.io import atomic_path, atomic_write_json, read_json
+from synthmix.experiments.config import StudyConfig
+from synthmix.experiments.executor import StageContext
+from synthmix.experiments.grid import Cell
+from synthmix.experiments.stages import dep_path
+
+# Keys of evaluation.evaluate metrics -> names in the study's tables.
+METRIC_KEYS = {"accuracy": "accuracy", "f1_macro": "macro_f1", "roc_auc_ovr": "roc_auc",
+               "precision_macro": "macro_precision", "recall_macro": "macro_recall", "ece": "ece"}
+
+
+def config(cfg: StudyConfig, cell: Cell) -> dict[str, Any]:
+    from synthmix.experiments.stages.scan import fingerprint
+
+    ev = cfg.evaluation
+    return {"near_ood_class": cfg.near_ood_class if ev.near_ood else None,
+            "detectors": list(ev.detectors), "gradcam": ev.gradcam, "corruptions": ev.corruptions,
+            "extra": [{**e.model_dump(), "fingerprint": fingerprint(Path(e.path))} for e in ev.extra]}
+
+
+def ood_groups(c: dict[str, Any], sets: list[str]) -> dict[str, list[str]]:
+    """near: the near-OOD class + extra folders of group near; far: the far-OOD set + group far."""
+    groups: dict[str, list[str]] = {"near": [], "far": []}
+    for s in sets:
+        if s == "near_ood":
+            groups["near"].append(s)
+        elif s == "far_ood":
+            groups["far"].append(s)
+    for e in c["extra"]:
+        if e["ood"] and e["name"] in sets and e.get("group"):
+            groups[e["group"]].append(e["name"])
+    return {g: v for g, v in groups.items() if v}
+
+
+def _flat(prefix: str, m: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}/{new}": float(m[old]) for old, new in METRIC_KEYS.items()
+            if isinstance(m.get(old), (int, float))}
+
+
+def _image_rows(folder: Path) -> list[dict[str, Any]]:
+    """Rows (absolute paths) of every image under ``folder``: an OOD folder has no classes to match."""
+    from synthmix.core.hashing import sha256_file, short_id
+    from synthmix.data.images import is_image_file
+    from synthmix.data.manifest import new_row
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+    return [new_row(id=short_id(sha256_file(p)), path=str(p.resolve()), label=None, split="ood", source="real")
+            for p in files]
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    import numpy as np
+
+    from synthmix.data.manifest import read_manifest
+    from synthmix.data.tensors import label_tensor, load_tensor
+    from synthmix.evaluation.evaluate import evaluate_model
+    from synthmix.training.rundir import load_run_model
+    from synthmix.evaluation.ood.detectors import FittedDetectors
+    from synthmix.evaluation.ood.histograms import plot_score_histograms
+    from synthmix.evaluation.ood.metrics import group_metrics, ood_metrics
+    from synthmix.evaluation.ood.posthoc import LinearHead
+
+    c = ctx.config
+    train_dir = dep_path(ctx, "train", "run")
+    model, tcfg, classes = load_run_model(train_dir)
+    size, norm, dev = tcfg.train.input_size, tcfg.train.normalization, ctx.runtime.concrete_device()
+    cache = ctx.run_dir / "cache"
+    out = ctx.out_dir / "eval"
+    metrics: dict[str, float] = {}
+    for split in ("val", "test"):
+        p = train_dir / "eval" / split / "metrics.json"
+        if p.exists():
+            metrics.update(_flat(split, read_json(p)))
+
+    def outputs(rows, manifest, name):
+        # Unlabelled (y=None): features + logits are cached, no plots (these sets are not classified).
+        x = load_tensor(rows, manifest, size, preprocess=tcfg.preprocess, cache_dir=cache)
+        evaluate_model(model, x, None, classes, out, name=name, ids=[r["id"] for r in rows], gradcam=False,
+                       normalization=norm, device=dev)
+        return np.load(out / name / "features.npy"), np.load(out / name / "logits.npy")
+
+    scan = dep_path(ctx, "scan")
+    rows = read_manifest(scan)
+    ood_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if c["near_ood_class"]:
+        near = [r for r in rows if r["label"] == c["near_ood_class"]]
+        if near:
+            ood_sets["near_ood"] = outputs(near, scan, "near_ood")
+    if "far_ood" in ctx.deps:
+        far = dep_path(ctx, "far_ood")
+        ood_sets["far_ood"] = outputs(read_manifest(far), far, "far_ood")
+    for e in c["extra"]:
+        if e["ood"]:
+            ood_sets[e["name"]] = outputs(_image_rows(Path(e["path"])), None, e["name"])
+        else:
+            from synthmix.evaluation.crossdata import evaluate_folder
+
+            m = evaluate_folder(model, e["path"], classes, out, name=e["name"], input_size=size,
+                                normalization=norm, preprocess=tcfg.preprocess, gradcam=c["gradcam"],
+                                device=dev)
+            metrics.update(_flat(e["name"], m))
+
+    test_dir = train_dir / "eval" / "test"
+    labels = np.load(test_dir / "labels.npy")
+    test_logits = np.load(test_dir / "logits.npy")
+    arrays: dict[str, np.ndarray] = {"test/labels": labels, "test/pred": test_logits.argmax(1)}
+    if ood_sets:
+        train_rows = [r for r in rows if r.get("split") == "train" and r.get("source") == "real"
+                      and r["label"] in set(classes)]
+        tr_feat, _ = outputs(train_rows, scan, "train")
+        tr_lab = label_tensor(train_rows, classes).numpy()
+        head = LinearHead.from_model(model) if {"vim", "react"} & set(c["detectors"]) else None
+        detectors = FittedDetectors.fit(tr_feat, tr_lab, head=head)  # TRAIN features only
+        id_scores = detectors.score(np.load(test_dir / "features.npy"), test_logits, c["detectors"])
+        hist: dict[str, dict[str, np.ndarray]] = {d: {"test (ID)": id_scores[d]} for d in c["detectors"]}
+        per_set: dict[str, dict[str, dict[str, float]]] = {d: {} for d in c["detectors"]}
+        for d in c["detectors"]:
+            arrays[f"test/{d}"] = id_scores[d]
+        for name, (feat, logits) in ood_sets.items():
+            scores = detectors.score(feat, logits, c["detectors"])
+            for d in c["detectors"]:
+                per_set[d][name] = ood_metrics(id_scores[d], scores[d])
+                metrics.update({f"ood/{name}/{d}/{k}": v for k, v in per_set[d][name].items()})
+                hist[d][name] = scores[d]
+                arrays[f"{name}/{d}"] = scores[d]
+        groups = ood_groups(c, list(ood_sets))
+        for d in c["detectors"]:
+            for g, m in group_metrics(per_set[d], groups).items():
+                metrics.update({f"ood_group/{g}/{d}/{k}": v for k, v in m.items() if k != "n_sets"})
+        plot_score_histograms(hist, ctx.out_dir / "ood_hist.png", title="OOD scores")
+    with atomic_path(ctx.out_dir / "scores.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    atomic_write_json(ctx.out_dir / "metrics.json", metrics)
+    return {"n_metrics": len(metrics), "scores": "scores.npz"}
