@@ -7,7 +7,12 @@ weight values) and reports, measured side by side in one run:
   Text2ImgGenerator (batched, bf16, channels-last, SDPA, optional torch.compile) -> ratio;
 * UNet FLOP/s (FLOPs counted by torch's FlopCounterMode on one UNet call) as a fraction of a
   bf16 matmul peak measured on the same device;
-* the share of the batched run's wall time spent in the UNet (the same UNet calls timed alone).
+* the share of the batched run's wall time spent in the UNet (the same UNet calls timed alone);
+* LoRA (``--lora``, on by default): img/s of the same batched generation without adapter, with a
+  rank-``--lora-rank`` adapter active as synthmix's ``lora`` / ``diffmix`` generators run it (peft
+  layers, unmerged), and with the adapter merged into the weights (ratios side by side, and the
+  largest pixel difference merged vs unmerged), plus seconds per LoRA training step at the run's
+  resolution (``synthmix.generation.sd.lora.train_adapter``, batch ``--lora-train-batch``).
 
 Without CUDA (or with --tiny) it runs synthmix's tiny random-weight pipeline at 32 px in fp32 (fp16/bf16
 matmuls on this CPU are emulated and slow) and says so: those numbers show the harness works and what
@@ -117,6 +122,83 @@ def time_unet_alone(pipe, batch: int, size: int, calls: int, device: str) -> flo
     return time.perf_counter() - t
 
 
+def lora_bench(tiny: bool, device: str, dtype, size: int, steps: int, batch: int, n_images: int, rank: int,
+               train_steps: int, train_batch: int) -> dict:
+    """Batched text2img without / with an unmerged / with a merged LoRA adapter, and LoRA training speed."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from synthmix.core.config import parse_config
+    from synthmix.generation.sd.config import SpeedConfig, Text2ImgConfig
+    from synthmix.generation.sd.lora import LoRAConfig, _inject, _tuner_layers, activate, train_adapter
+    from synthmix.generation.sd.pipeline import prepare_pipeline
+    from synthmix.generation.sd.text2img import Text2ImgGenerator, plan_text2img
+
+    pipe = build_pipeline(tiny, device)
+    pipe.to(device, dtype)
+    speed = SpeedConfig(channels_last=True, attention="sdpa", compile=False)
+    prepare_pipeline(pipe, speed, device)
+    cfg = Text2ImgConfig(model="benchmark", steps=steps, guidance=7.5, width=size, height=size,
+                         images_per_class=(n_images + batch + 2) // 3 + 1, speed=speed)
+    rows = plan_text2img(cfg, ["apple", "banana", "orange"], None)
+    gen = Text2ImgGenerator(cfg, device, pipe=pipe, max_batch=batch)
+    timed_rows = rows[batch:batch + n_images]
+
+    def run() -> tuple[float, list]:
+        gen.render(rows[:batch])  # warm-up
+        sync(device)
+        t = time.perf_counter()
+        out = []
+        for i in range(0, len(timed_rows), batch):
+            out += gen.render(timed_rows[i:i + batch])
+        sync(device)
+        return len(timed_rows) / (time.perf_counter() - t), out
+
+    base_ips, _ = run()
+    spec = {"rank": rank, "alpha": float(rank), "unet_modules": ["to_k", "to_q", "to_v", "to_out.0"],
+            "text_modules": [], "text_encoder": False}
+    params = _inject(pipe, "bench", spec, seed=0)
+    with torch.no_grad():  # a non-identity adapter (lora_B starts at zero)
+        for n, p in params.items():
+            if "lora_B" in n:
+                p.normal_(0.0, 1e-2, generator=torch.Generator(device=p.device).manual_seed(1))
+    activate(pipe, "bench")
+    unmerged_ips, unmerged_imgs = run()
+    for layer in _tuner_layers(pipe.unet):
+        layer.merge(adapter_names=["bench"])
+    merged_ips, merged_imgs = run()
+    diff = max(float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).max())
+               for a, b in zip(unmerged_imgs, merged_imgs, strict=True))
+
+    # training: a fresh pipeline in the run's dtype on random images (speed does not depend on content)
+    tpipe = build_pipeline(tiny, device)
+    tpipe.to(device, dtype)
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(4)]
+    lcfg = parse_config(LoRAConfig, {"rank": rank, "steps": train_steps, "batch_size": train_batch,
+                                     "resolution": size, "checkpoint_every": 10**9})
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        res = train_adapter(tpipe, "c_bench", {"bench": imgs}, {"bench": "<bench>"}, {"bench": "bench"}, lcfg,
+                            tmp, device, "bench", "benchmark")
+        sync(device)
+        train_s = time.perf_counter() - t
+    out = {"lora_rank": rank, "base_img_s": base_ips, "lora_unmerged_img_s": unmerged_ips,
+           "lora_merged_img_s": merged_ips, "lora_unmerged_over_base": unmerged_ips / base_ips,
+           "lora_merged_over_unmerged": merged_ips / unmerged_ips, "lora_merge_max_pixel_diff": diff,
+           "lora_train_steps": len(res.losses), "lora_train_batch": train_batch,
+           "lora_train_s_per_step": train_s / max(1, len(res.losses))}
+    print(f"LoRA rank {rank} (no compile, same batch)  : base {base_ips:.3f} img/s, unmerged adapter "
+          f"{unmerged_ips:.3f} img/s ({out['lora_unmerged_over_base']:.2f}x base), merged {merged_ips:.3f} img/s "
+          f"({out['lora_merged_over_unmerged']:.2f}x unmerged); max |merged - unmerged| pixel {diff:.2e}")
+    print(f"LoRA training              : {out['lora_train_s_per_step']:.3f} s/step at {size} px, batch {train_batch} "
+          f"({len(res.losses)} steps incl. VAE encoding of 4 images and the adapter write)")
+    return out
+
+
 def count_only(device: str) -> dict:
     """Parameters of the SD-1.5 components and UNet FLOPs at 512 px (checks configs/sd15)."""
     pipe = build_pipeline(False, device)
@@ -152,6 +234,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--count-only", action="store_true",
                     help="build the SD-1.5 architecture (any device), print parameters and UNet FLOPs, stop")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--lora", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time generation with a LoRA adapter (unmerged / merged) and LoRA training")
+    ap.add_argument("--lora-rank", type=int, default=16, help="LoRA rank (DataDream: 16)")
+    ap.add_argument("--lora-train-steps", type=int, default=None, help="timed LoRA training steps (GPU 20, tiny 3)")
+    ap.add_argument("--lora-train-batch", type=int, default=None, help="LoRA training batch (GPU 8, tiny 2)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
     if a.threads:
@@ -244,6 +331,10 @@ def main(argv=None) -> dict:
           + ("" if best_dtype == torch.bfloat16 else
              f"  (/ {str(best_dtype).split('.')[-1]} peak: {100 * res['unet_fraction_of_run_dtype_peak']:.1f} %)"))
     print(f"UNet share of wall time    : {100 * res['unet_share_of_wall']:.1f} %")
+    if a.lora:
+        del gen, pipe
+        res.update(lora_bench(tiny, device, best_dtype, size, steps, batch, n_best, a.lora_rank,
+                              a.lora_train_steps or (3 if tiny else 20), a.lora_train_batch or (2 if tiny else 8)))
     if a.json:
         a.json.write_text(json.dumps(res, indent=2) + "\n")
     return res
