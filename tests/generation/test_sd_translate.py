@@ -175,3 +175,51 @@ def test_translation_role_in_mixes_and_curation():
     assert translation_role("in_dist", "ok")[0] == "translation"
     assert translation_role("near_ood", "predicted other class")[0] == "translation"
     assert translation_role("reject", "black image") == ("reject", "black image")
+
+
+def test_train_run_feeds_soft_labels_of_selected_translations(tiny_folder, tmp_path, monkeypatch):
+    """``synthmix train`` with translated rows: fit receives (x, y, soft) whose rows are the selection's."""
+    import json
+
+    import torch
+
+    from conftest import COLOURS, make_image
+    from synthmix.data.manifest import new_row, write_manifest
+    from synthmix.training import loop
+    from synthmix.training.train import TrainRunConfig, train_run
+
+    rows, classes = [], sorted(COLOURS)
+    for i, (src, tgt) in enumerate([(a, b) for a in classes for b in classes if a != b] * 2):
+        p = tmp_path / "syn/img" / f"t{i}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        make_image(COLOURS[tgt], size=(36, 36), seed=500 + i).save(p)
+        s = 0.5 if i % 2 else 0.9
+        rows.append(new_row(id=f"tr-{i}", path=f"img/{p.name}", label=tgt, parent_label=src, split="train",
+                            source="diffmix", role="translation", status="ok", strength=s,
+                            soft_label={tgt: s ** 0.5, src: 1 - s ** 0.5}))
+    write_manifest(tmp_path / "syn/manifest.jsonl", rows)
+    seen = []
+    real_fit = loop.fit
+
+    def spy(model, train, *args, **kwargs):
+        seen.append(train)
+        return real_fit(model, train, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", spy)
+    train = {"model": "tiny_cnn", "input_size": 16, "epochs": 1, "batch_size": 8, "device": "cpu"}
+    cfg = TrainRunConfig(folder=tiny_folder, val_fraction=0.25, synthetic_manifests=[tmp_path / "syn/manifest.jsonl"],
+                         mix={"kind": "ratio", "real_fraction": 0.5, "synthetic_roles": ["translation"]},
+                         train=train, gradcam=False)
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    assert res["selection"]["n_synthetic"] == 9
+    (x, y, soft), = seen
+    sel = [json.loads(line) for line in (tmp_path / "run/selection.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    assert soft.shape == (len(sel), 3) and torch.allclose(soft.sum(1), torch.ones(len(sel)))
+    for i, r in enumerate(sel):
+        if r["source"] == "real":
+            assert soft[i].tolist() == torch.nn.functional.one_hot(y[i], 3).float().tolist()
+        else:
+            want = by_id[r["id"]]["soft_label"]
+            assert soft[i].tolist() == pytest.approx([want.get(c, 0.0) for c in classes])
+            assert classes[int(y[i])] == by_id[r["id"]]["label"]
