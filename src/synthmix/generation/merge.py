@@ -8,10 +8,10 @@ order when the job merges, by id for a manual merge), checks it (no conflicting 
 kept file present), writes it and the merged plan atomically and only then deletes the shards. A crash in between leaves rows in two files of
 the same directory with identical content, which the audit and a later merge both accept.
 
-Writers hold an exclusive ``flock`` on the manifest they append to (:func:`writer_lock`):
-a second process with the same rank fails at once instead of making every image twice, and
-a merge never deletes a shard that a live writer still appends to. (``flock`` is POSIX; on
-other systems the lock is skipped.)
+Writers hold an exclusive lock (``filelock``: ``flock`` on POSIX, released by the kernel when a
+process dies, even by SIGKILL) on ``<manifest>.lock`` beside the manifest they append to
+(:func:`writer_lock`): a second process with the same rank fails at once instead of making every
+image twice, and a merge never deletes a shard that a live writer still appends to.
 """
 
 from __future__ import annotations
@@ -51,45 +51,42 @@ class LockBusy(ConfigError):
     """Another live process holds the manifest's writer lock."""
 
 
+def lock_path(manifest: str | Path) -> Path:
+    """The lock file of a manifest's writer: ``<manifest>.lock``."""
+    manifest = Path(manifest)
+    return manifest.with_name(manifest.name + ".lock")
+
+
 @contextmanager
 def writer_lock(manifest: str | Path) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on ``manifest`` (created empty if missing).
+    """Hold an exclusive, non-blocking lock on ``manifest`` (its :func:`lock_path`).
 
     Raises :class:`LockBusy` (a ConfigError) when another process holds it: two processes with
     the same rank, i.e. a launcher/world-size mismatch or a second copy of the same job.
     """
+    from filelock import FileLock, Timeout
+
+    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(manifest), timeout=0)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    manifest = Path(manifest)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(manifest, "a")  # noqa: SIM115 (held for the whole block)
+        lock.acquire()
+    except Timeout:
+        raise LockBusy(f"{manifest}: another process is writing this manifest right now. Two processes "
+                       "with the same rank (launcher/world-size mismatch: is RANK/WORLD_SIZE set per "
+                       "process?) or a second copy of this job; stop it first") from None
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockBusy(f"{manifest}: another process is writing this manifest right now. Two processes "
-                           "with the same rank (launcher/world-size mismatch: is RANK/WORLD_SIZE set per "
-                           "process?) or a second copy of this job; stop it first") from None
         yield
     finally:
-        fh.close()
+        lock.release()
 
 
 @contextmanager
 def wait_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a lock file, created if missing), waiting for it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    """Hold an exclusive lock on the lock file ``path`` (created if missing), waiting for it."""
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path):
         yield
 
 
@@ -175,5 +172,6 @@ def merge_shards(out_dir: str | Path, required: set[str] | None = None, strict: 
         for p in shards:
             plan_path(p).unlink(missing_ok=True)
             os.unlink(p)
+            lock_path(p).unlink(missing_ok=True)  # held by us: a new writer of this rank locks a new file
     return MergeResult(True, rows=len(rows), shards=[p.name for p in shards],
                        missing=len(planned - rows.keys()))
