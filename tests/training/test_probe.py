@@ -82,6 +82,8 @@ def test_key_changes_with_preprocessing_normalisation_and_weights(tmp_path, data
         model.head[-1].weight.add_(1.0)
     extract_cached(m, x, ids, tmp_path, preprocess_key="a")
     assert m.images == 120
+    bn = torch.nn.BatchNorm2d(3)  # 0-dim buffers (num_batches_tracked) hash too
+    assert backbone_fingerprint(bn) == backbone_fingerprint(torch.nn.BatchNorm2d(3))
 
 
 def test_corrupt_cache_file_is_named(tmp_path, data):
