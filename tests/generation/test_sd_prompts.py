@@ -171,3 +171,31 @@ def test_dafusion_missing_token_file_fails_before_any_image(tmp_path):
         run_generate(bad)
     m2 = tmp_path / "out2/manifest.jsonl"  # the job may have opened it, but no row and no image exist
     assert (not m2.exists() or m2.stat().st_size == 0) and not list(tmp_path.glob("out2/**/*.png"))
+
+
+def test_captions_from_a_local_captioner_fill_prompts_and_are_cached(tmp_path):
+    import shutil
+
+    from sd_helpers import real_manifest
+
+    from synthmix.core.io import read_json
+    from synthmix.data.manifest import read_manifest, train_rows
+    from synthmix.generation.sd.backend import build_text2img
+    from synthmix.generation.sd.tiny import build_tiny_captioner
+
+    blip = build_tiny_captioner(tmp_path / "blip")
+    manifest = real_manifest(tmp_path / "data", {"apple": 2, "banana": 1})
+    real = train_rows(read_manifest(manifest))
+    cfg = parse_config(Text2ImgConfig, {"model": "m", "images_per_class": 3, "device": "cpu",
+                                        "prompts": {"templates": ["a photo of a {name}, {caption}"],
+                                                    "captions": {"model": str(blip), "max_new_tokens": 4,
+                                                                 "device": "cpu"}}})
+    _, rows = build_text2img(cfg, real, manifest, tmp_path / "out", pipe=object())
+    cache = read_json(tmp_path / "out/captions.json")
+    assert sorted(cache) == sorted(r["id"] for r in real) and all(isinstance(c, str) and c for c in cache.values())
+    for r in rows:
+        own = {cache[x["id"]] for x in real if x["label"] == r["label"]}
+        assert r["prompt"].startswith(f"a photo of a {r['label']}, ") and r["prompt"].split(", ", 1)[1] in own
+    # cached: the same prompts without the model
+    shutil.rmtree(blip)
+    assert build_text2img(cfg, real, manifest, tmp_path / "out", pipe=object())[1] == rows

@@ -116,3 +116,28 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0, safety_checker: bool 
                                    requires_safety_checker=safety_checker)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_captioner(folder: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random-weight BLIP captioning model + processor (15-word BERT vocabulary) to ``folder``,
+    offline: tests run the ``prompts.captions`` path with it (its captions are random word strings)."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "red", "fruit", "on",
+             "table", "green", "round"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tok = BertTokenizer(str(folder / "vocab.txt"), bos_token="[DEC]")
+    processor = BlipProcessor(BlipImageProcessor(size={"height": TINY_SIZE, "width": TINY_SIZE}), tok)
+    torch.manual_seed(seed)
+    cfg = BlipConfig(
+        text_config={"vocab_size": len(words), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 64, "max_position_embeddings": 32, "bos_token_id": 5, "pad_token_id": 0,
+                     "sep_token_id": 3, "eos_token_id": 3, "encoder_hidden_size": 32},
+        vision_config={"hidden_size": 32, "image_size": TINY_SIZE, "patch_size": 8, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "intermediate_size": 64}, projection_dim=32)
+    BlipForConditionalGeneration(cfg).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
