@@ -122,7 +122,13 @@ def build_tiny_captioner(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny random-weight BLIP captioning model + processor (15-word BERT vocabulary) to ``folder``,
     offline: tests run the ``prompts.captions`` path with it (its captions are random word strings)."""
     import torch
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
