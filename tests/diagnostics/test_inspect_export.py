@@ -131,9 +131,6 @@ def test_inspect_errors_name_the_problem(study, tmp_path):
     with pytest.raises(ConfigError, match="pt_inception.*never downloads"):
         inspect_manifest(study["synthetic"], study["run"], tmp_path / "o",
                          InspectConfig(features=FeatureSpaceConfig(kind="inception", weights=tmp_path / "x.pth")))
-    with pytest.raises(ConfigError, match="cannot load it offline"):
-        inspect_manifest(study["synthetic"], study["run"], tmp_path / "o",
-                         InspectConfig(features=FeatureSpaceConfig(kind="hf", model_id="nobody/no-such-model")))
 
 
 def test_inspect_and_export_cli(study, tmp_path):
@@ -207,3 +204,59 @@ def _real(study):
     from synthmix.data.manifest import read_manifest
 
     return [r for r in read_manifest(study["manifest"]) if r["source"] == "real"]
+
+
+@pytest.mark.slow  # importing transformers dominates
+def test_hf_feature_space_from_a_local_folder(study, tmp_path):
+    """A tiny random-weight DINOv2 saved locally: the distances use its features, named as such."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from synthmix.core.errors import ConfigError
+    from synthmix.diagnostics.features import FeatureSpaceConfig
+    from synthmix.diagnostics.inspect import InspectConfig, inspect_manifest
+
+    folder = tmp_path / "tiny-dinov2"
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                             image_size=32, patch_size=8)).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    cfg = InspectConfig(kid_subsets=3, features=FeatureSpaceConfig(kind="hf", weights=folder, batch_size=16))
+    d = inspect_manifest(study["synthetic"], study["run"], tmp_path / "out", cfg)
+    assert d["feature_space"]["kind"] == "hf" and d["feature_space"]["dim"] == 16
+    with pytest.raises(ConfigError, match="cannot load it offline"):  # never a download
+        inspect_manifest(study["synthetic"], study["run"], tmp_path / "o",
+                         InspectConfig(features=FeatureSpaceConfig(kind="hf", model_id="nobody/no-such-model")))
+    assert d["feature_space"]["name"].startswith("Dinov2Model")
+    o = d["groups"]["in_dist"]["overall"]
+    assert o["memorised_train_pixel"] == 6 / 21 and 0 <= o["precision"] <= 1 and o["fid"] >= 0
+
+
+@pytest.mark.slow  # importing transformers dominates
+def test_clip_feature_space_gives_a_clip_score(study, tmp_path):
+    """A tiny random-weight CLIP with a hand-made tokenizer, saved locally: image features for the
+    distances and an image-text CLIP score per class (100 * max(cos, 0))."""
+    import string
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    from synthmix.diagnostics.features import FeatureSpaceConfig
+    from synthmix.diagnostics.inspect import InspectConfig, inspect_manifest, markdown_table
+
+    folder = tmp_path / "tiny-clip"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase + string.digits + " .,-_":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    small = dict(hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2)
+    CLIPModel(CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=32, eos_token_id=1,
+                                          bos_token_id=0, pad_token_id=1, **small),
+                         vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=8)
+              ).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    cfg = InspectConfig(kid_subsets=3, features=FeatureSpaceConfig(kind="hf", weights=folder, batch_size=16))
+    d = inspect_manifest(study["synthetic"], study["run"], tmp_path / "out", cfg)
+    assert d["feature_space"]["dim"] == 8 and d["feature_space"]["clip_prompt"] == "a photo of a {label}"
+    g = d["groups"]["in_dist"]
+    assert 0 <= g["overall"]["clip_score"] <= 100
+    assert all(0 <= m["clip_score"] <= 100 for m in g["per_class"].values())
+    assert "clip_score" in markdown_table(d)

@@ -55,7 +55,7 @@ def rich_table(diag):
     """The per-set, per-class table (feature space in the title)."""
     from rich.table import Table
 
-    from synthmix.diagnostics.inspect import METRICS
+    from synthmix.diagnostics.inspect import columns
 
     ct = diag["copy_test"]
     t = Table(title=f"Synthetic images vs real train images — feature space: {diag['feature_space']['name']}",
@@ -63,13 +63,15 @@ def rich_table(diag):
                       f"({ct['cosine_threshold_source']}) or pixel difference ≤ {ct['pixel_threshold']} at "
                       f"{ct['pixel_size']} px. 'real_val' = real validation images through the same test.")
     short = {"precision": "prec.", "coverage": "cover.", "diversity_ratio": "divers.", "agreement": "agree",
-             "memorised_train": "copy(train)", "leak_test": "copy(test)", "density": "dens."}
-    for c in ("set", "class", "n", *METRICS):
+             "memorised_train": "copy(train)", "leak_test": "copy(test)", "density": "dens.",
+             "clip_score": "CLIP"}
+    metrics = columns(diag)
+    for c in ("set", "class", "n", *metrics):
         t.add_column(short.get(c, c), justify="left" if c in ("set", "class") else "right", no_wrap=True)
     sets = list(diag["groups"].items()) + [(f"{g} (ref.)", d) for g, d in diag.get("reference", {}).items()]
     for g, d in sets:
         for i, (cls, m) in enumerate([("all", d["overall"]), *d["per_class"].items()]):
-            t.add_row(g if i == 0 else "", cls, *(_fmt(m.get(c)) for c in ("n", *METRICS)),
+            t.add_row(g if i == 0 else "", cls, *(_fmt(m.get(c)) for c in ("n", *metrics)),
                       end_section=i == len(d["per_class"]))
     return t
 

@@ -9,21 +9,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def mean_pairwise_distance(x: np.ndarray, block: int = 1024) -> float:
-    """x [N, D] -> mean Euclidean distance over the N (N - 1) ordered pairs i != j (NaN if N < 2)."""
+def mean_pairwise_distance(x: np.ndarray, block: int = 1024, dtype: str = "float32") -> float:
+    """x [N, D] -> mean Euclidean distance over the N (N - 1) ordered pairs i != j (NaN if N < 2).
+
+    Blocks of distances in ``dtype`` (float32 is several times faster on a CPU), summed in float64."""
     import torch
 
     n = len(x)
     if n < 2:
         return float("nan")
-    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)
+    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=getattr(torch, dtype))
     x2 = (xt * xt).sum(1)
     total = 0.0
     for s in range(0, n, block):
         d2 = (x2[s:s + block, None] + x2[None, :] - 2.0 * (xt[s:s + block] @ xt.T)).clamp_min_(0.0)
         idx = torch.arange(s, min(s + block, n))
         d2[idx - s, idx] = 0.0  # exact zeros on the diagonal (round-off would add sqrt(eps))
-        total += float(d2.sqrt().sum())
+        total += float(d2.sqrt_().sum(dtype=torch.float64))
     return total / (n * (n - 1))
 
 

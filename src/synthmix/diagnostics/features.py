@@ -13,7 +13,9 @@ computed in: distances, FID and KID mean different things in different spaces.
   embedding (``get_image_features``), others the pooled / CLS output.
 
 ``feature_space(cfg) -> FeatureSpace``: ``.name``, ``.image_size`` (the side images are loaded at;
-None = the classifier's input size) and ``.encode(x_uint8 [N,3,S,S]) -> float32 [N, D]``.
+None = the classifier's input size) and ``.encode(x_uint8 [N,3,S,S]) -> float32 [N, D]``; for a
+CLIP-like ``hf`` model (``get_text_features`` and a tokenizer in the folder) also
+``.encode_text(list of T strings) -> float32 [T, D]`` in the same space as ``encode`` (CLIP score).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class FeatureSpace:
     name: str
     image_size: int | None
     encode: Callable | None  # None: the classifier's own features (computed with its logits)
+    encode_text: Callable | None = None  # CLIP-like models only
 
 
 def feature_space(cfg: FeatureSpaceConfig) -> FeatureSpace:
@@ -124,12 +127,29 @@ def _hf(cfg: FeatureSpaceConfig) -> FeatureSpace:
                 out.append(f.reshape(len(f), -1).float().cpu())
         return torch.cat(out).numpy() if out else torch.zeros(0, 1).numpy()
 
+    encode_text = None
+    if hasattr(model, "get_text_features"):
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        except (OSError, ValueError):
+            tok = None  # image features still work; the CLIP score is left out
+        if tok is not None:
+            def encode_text(texts):
+                with torch.no_grad():
+                    enc = tok(list(texts), padding=True, truncation=True, return_tensors="pt").to(cfg.device)
+                    f = model.get_text_features(**enc)
+                    f = getattr(f, "pooler_output", f)
+                return f.float().cpu().numpy()
+
     name = f"{type(model).__name__} ({Path(str(source)).name})"
-    return FeatureSpace(name, cfg.image_size or _proc_size(proc), encode)
+    return FeatureSpace(name, cfg.image_size or _proc_size(proc), encode, encode_text)
 
 
 def _proc_size(proc) -> int:
     size = getattr(proc, "crop_size", None) or getattr(proc, "size", None) or {}
-    if isinstance(size, dict):
-        return int(size.get("height") or size.get("shortest_edge") or 224)
-    return int(size) if size else 224
+    if isinstance(size, (int, float)):
+        return int(size)
+    get = size.get if hasattr(size, "get") else (lambda k: getattr(size, k, None))
+    return int(get("height") or get("shortest_edge") or 224)  # a dict or transformers' SizeDict

@@ -36,7 +36,7 @@ from synthmix.core.config import StrictModel
 from synthmix.diagnostics.features import NOTE, FeatureSpaceConfig
 
 METRICS = ("precision", "recall", "density", "coverage", "fid", "kid", "diversity_ratio", "agreement",
-           "memorised_train", "leak_test")
+           "memorised_train", "leak_test", "clip_score")
 
 
 class MemorisationConfig(StrictModel):
@@ -71,6 +71,8 @@ class InspectConfig(StrictModel):
     kid_subsets: int = Field(100, ge=1)
     kid_subset_size: int = Field(1000, ge=2)
     memorisation: MemorisationConfig = Field(default_factory=MemorisationConfig)
+    clip_prompt: str = Field("a photo of a {label}", description="text of each class for the CLIP score "
+                             "(CLIP-like hf feature spaces only)")
     samples_per_class: int = Field(8, ge=1)
     display_size: int = Field(64, ge=8, le=512, description="side of the images in the PNG grids")
     batch_size: int = Field(128, ge=1)
@@ -193,8 +195,16 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
             xs, _ = _load_images(rs, manifest, space.image_size, pre.model_copy(update={"size": space.image_size}))
             f = space.encode(xs)
         y = np.array([index[r["label"] if name != "synthetic" else intended(r)] for r in rs], np.int64)
-        return {"rows": rs, "x": x, "f": np.asarray(f, np.float32), "logits": lg, "y": y,
-                "px": low_res(x, px_size)}
+        out = {"rows": rs, "x": x, "f": np.asarray(f, np.float32), "logits": lg, "y": y, "px": low_res(x, px_size)}
+        if text_f is not None and len(rs):  # CLIP score: 100 * max(cos(image, text of its class), 0)
+            fi = out["f"] / np.linalg.norm(out["f"], axis=1, keepdims=True).clip(1e-12)
+            out["clip"] = 100.0 * np.clip((fi * text_f[y]).sum(1), 0.0, None)
+        return out
+
+    text_f = None
+    if space.encode_text is not None:
+        text_f = np.asarray(space.encode_text([cfg.clip_prompt.format(label=c) for c in classes]), np.float32)
+        text_f = text_f / np.linalg.norm(text_f, axis=1, keepdims=True).clip(1e-12)
 
     tr, va, te = load(split["train"], "real train"), load(split["val"], "real val"), load(split["test"], "real test")
     sy = load(syn, "synthetic")
@@ -252,11 +262,15 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
         q = q or sy
         res: dict[str, Any] = {"overall": {}, "per_class": {}}
         res["overall"] = set_metrics(tr["f"], q["f"][sel], q["logits"][sel], q["y"][sel], cfg)
+        if "clip" in q:
+            res["overall"]["clip_score"] = float(q["clip"][sel].mean())
         for c, i in index.items():
             cs = sel & (q["y"] == i)
             if not cs.any():
                 continue
             res["per_class"][c] = set_metrics(tr["f"][tr["y"] == i], q["f"][cs], q["logits"][cs], q["y"][cs], cfg)
+            if "clip" in q:
+                res["per_class"][c]["clip_score"] = float(q["clip"][cs].mean())
             if q is sy:
                 res["per_class"][c].update(mem_block(cs))
         if q is sy:
@@ -289,7 +303,8 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
     result = {
         "feature_space": {"name": space.name if space.encode is not None else
                           f"classifier penultimate features ({run_cfg.train.model}, {sy['f'].shape[1]}-d)",
-                          "kind": cfg.features.kind, "dim": int(sy["f"].shape[1]), "note": NOTE},
+                          "kind": cfg.features.kind, "dim": int(sy["f"].shape[1]), "note": NOTE,
+                          "clip_prompt": cfg.clip_prompt if text_f is not None else None},
         "pixel_measure": f"mean absolute RGB difference (0-1) at {px_size}x{px_size} of the L2-nearest image",
         "copy_test": {"cosine_threshold": cos_thr, "cosine_threshold_source": cos_src,
                       "pixel_threshold": mem.pixel_threshold, "pixel_size": px_size},
@@ -357,9 +372,15 @@ def headline(diag: dict[str, Any], group: str = "in_dist") -> dict[str, float]:
     return out
 
 
+def columns(diag: dict[str, Any]) -> tuple[str, ...]:
+    """The METRICS a table shows: the CLIP score only where it was computed."""
+    has_clip = any("clip_score" in d["overall"] for d in diag["groups"].values())
+    return tuple(m for m in METRICS if m != "clip_score" or has_clip)
+
+
 def markdown_table(diag: dict[str, Any]) -> str:
     """The per-group, per-class table as markdown (feature space named in the caption)."""
-    cols = ("n", *METRICS)
+    cols = ("n", *columns(diag))
     lines = [f"Feature space: {diag['feature_space']['name']}. {diag['feature_space']['note']}", "",
              "| set | class | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
 

@@ -50,7 +50,7 @@ def knn_radii(x: np.ndarray, k: int = 5, block: int = 1024, dtype: str = "float3
     for s in range(0, n, block):
         d = _sqdist(xt[s:s + block], xt, x2[s:s + block], x2)
         # the point itself is at distance ~0: the (k+1)-th smallest is the k-th other point
-        out[s:s + block] = d.kthvalue(k + 1, dim=1).values
+        out[s:s + block] = d.topk(k + 1, dim=1, largest=False).values[:, -1]  # ~10x faster than kthvalue
     return out.sqrt().numpy()
 
 

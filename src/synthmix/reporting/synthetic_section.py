@@ -44,13 +44,16 @@ def _img(path: Path, alt: str) -> str:
 
 def diagnostics_table_html(diag: dict[str, Any]) -> str:
     """The per-set, per-class table (real validation images as the reference rows)."""
-    head = "".join(f"<th>{escape(t)}</th>" for _, t in COLUMNS)
+    cols = COLUMNS
+    if any("clip_score" in d["overall"] for d in diag["groups"].values()):
+        cols = (*COLUMNS, ("clip_score", "CLIP score"))
+    head = "".join(f"<th>{escape(t)}</th>" for _, t in cols)
     body = []
     sets = [(g, d, False) for g, d in diag["groups"].items()]
     sets += [(f"{g} (reference)", d, True) for g, d in (diag.get("reference") or {}).items()]
     for g, d, is_ref in sets:
         for cls, m in [("all", d["overall"]), *d["per_class"].items()]:
-            cells = "".join(f"<td>{_fmt(m.get(k))}</td>" for k, _ in COLUMNS)
+            cells = "".join(f"<td>{_fmt(m.get(k))}</td>" for k, _ in cols)
             cls_attr = ' class="ref"' if is_ref else ""
             body.append(f'<tr{cls_attr}><td class="name">{escape(g)}</td><td class="name">{escape(cls)}</td>'
                         f"{cells}</tr>")
