@@ -42,9 +42,11 @@ from typing import Any
 
 from synthmix.core.errors import ConfigError, TrainingError
 from synthmix.core.hashing import config_hash
+from synthmix.core.schedule import lr_schedule
 from synthmix.training.checkpoint import load_checkpoint, save_checkpoint
 from synthmix.training.config import TrainConfig
 from synthmix.training.finetune import apply_finetune, freeze_bn_stats, merge_finetune
+from synthmix.training.mixup import mix_batch
 
 # Fields that may differ between an interrupted run and its resumption.
 _RESUME_FREE = {"device", "num_threads", "eval_batch_size"}
@@ -178,6 +180,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                 xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
                 yb = y_train[idx]
                 tb = soft[idx] if soft is not None else None  # probability targets (soft labels) or None
+                if cfg.mixup.enabled():  # MixUp / CutMix: probability targets; draws from aug_gen (resumable)
+                    xb, tb, _ = mix_batch(xb, yb if tb is None else tb, model.num_classes, cfg.mixup, aug_gen)
                 k, weight = len(idx), 1.0
                 if dist is not None:
                     # Every rank augments the whole global batch (same generator state everywhere)
@@ -321,7 +325,7 @@ def _make_optimizer(model, cfg: TrainConfig):
 
 
 class _LrFactor:
-    """Per-step multiplier of the base lr: linear warmup, then cosine / step / constant.
+    """Per-step multiplier of the base lr (:func:`synthmix.core.schedule.lr_schedule`).
 
     A class rather than a closure so the scheduler's ``state_dict`` stays plain data.
     """
@@ -334,14 +338,8 @@ class _LrFactor:
         self.gamma = cfg.step_gamma
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        if self.kind == "cosine":
-            t = (step - self.warmup) / max(1, self.total - self.warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        if self.kind == "step":
-            return self.gamma ** (step // self.step_every)
-        return 1.0
+        return lr_schedule(step, total=self.total, warmup=self.warmup, kind=self.kind,
+                           step_every=self.step_every, gamma=self.gamma)
 
 
 def _lr_factor(cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> _LrFactor:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from pydantic import Field, field_validator, model_validator
 from synthmix.core.config import StrictModel
 from synthmix.core.errors import ConfigError, TrainingError
 from synthmix.core.hashing import config_hash
+from synthmix.core.schedule import lr_schedule
 from synthmix.core.seeding import derive_seed, torch_generator
 
 log = logging.getLogger(__name__)
@@ -299,12 +299,8 @@ def fingerprint(model: str, revision: str | None, cfg: LoRAConfig, key: str, lab
 
 def lr_factor(cfg: LoRAConfig, step: int) -> float:
     """Learning-rate multiplier at ``step``: linear warmup, then constant or cosine to 0 (stateless: resume-safe)."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "cosine":
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return 1.0
+    return lr_schedule(step, total=cfg.steps, warmup=cfg.warmup_steps,
+                       kind="cosine" if cfg.lr_schedule == "cosine" else "none")
 
 
 def make_prior_images(pipe, cfg: LoRAConfig, labels: Sequence[str], names: dict[str, str], out_dir: Path,
