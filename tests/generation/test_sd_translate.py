@@ -221,5 +221,6 @@ def test_train_run_feeds_soft_labels_of_selected_translations(tiny_folder, tmp_p
             assert soft[i].tolist() == torch.nn.functional.one_hot(y[i], 3).float().tolist()
         else:
             want = by_id[r["id"]]["soft_label"]
+            assert r["soft_label"] == want and r["parent_label"] == by_id[r["id"]]["parent_label"]  # audit trail
             assert soft[i].tolist() == pytest.approx([want.get(c, 0.0) for c in classes])
             assert classes[int(y[i])] == by_id[r["id"]]["label"]

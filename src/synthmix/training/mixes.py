@@ -45,6 +45,7 @@ from pydantic import Field, model_validator
 from synthmix.core.config import StrictModel
 from synthmix.core.errors import ConfigError, SynthmixError
 from synthmix.core.io import atomic_write_json, write_jsonl
+from synthmix.core.seeding import derive_seed
 from synthmix.data.manifest import SOURCE_REAL
 
 
@@ -178,7 +179,7 @@ def select_training_rows(rows: Sequence[dict[str, Any]], mix: MixConfig, seed: i
     for part, want, pool in (("real", want_real, real_by), ("synthetic", want_syn, syn_by)):
         for c in classes:
             ids = sorted(pool.get(c, []), key=lambda r: r["id"])
-            rng = random.Random(f"{seed}/{part}/{c}")
+            rng = random.Random(derive_seed(seed, part, c))
             chosen += rng.sample(ids, want[c]) if want[c] < len(ids) else ids[:want[c]]
 
     sel_real = sum(1 for r in chosen if r.get("source") == SOURCE_REAL)
@@ -207,7 +208,7 @@ def _nested_subset(real: list[dict[str, Any]], fraction: float, seed: int) -> li
     out = []
     for c, rows in sorted(_by_label(real).items()):
         order = sorted(rows, key=lambda r: r["id"])
-        random.Random(f"subset/{seed}/{c}").shuffle(order)
+        random.Random(derive_seed("subset", seed, c)).shuffle(order)
         out += order[:math.ceil(fraction * len(order))]
     return out
 
@@ -224,7 +225,7 @@ def _per_real(real: list[dict[str, Any]], syn: list[dict[str, Any]], mix: MixCon
     for parent in sorted(real, key=lambda r: r["id"]):
         own = sorted((r for r in children.get(parent["id"], []) if r["label"] == parent["label"]),
                      key=lambda r: r["id"])
-        pick = random.Random(f"{seed}/children/{parent['id']}").sample(own, mix.k) if len(own) > mix.k else own
+        pick = random.Random(derive_seed(seed, "children", parent["id"])).sample(own, mix.k) if len(own) > mix.k else own
         short += len(pick) < mix.k
         chosen += [parent, *pick]
     n_real = len(real)
@@ -244,7 +245,8 @@ def _per_real(real: list[dict[str, Any]], syn: list[dict[str, Any]], mix: MixCon
 def write_selection(selection: Selection, out_dir: str | Path) -> None:
     """``out_dir/selection.jsonl`` (one line per row) and ``out_dir/selection.json`` (counts)."""
     out_dir = Path(out_dir)
-    keys = ("id", "source", "label", "role", "split", "parent_id", "path")
+    # parent_label + soft_label: a translated row (role translation) trains on {label, parent_label} weights
+    keys = ("id", "source", "label", "role", "split", "parent_id", "parent_label", "soft_label", "path")
     write_jsonl(out_dir / "selection.jsonl", ({k: r.get(k) for k in keys} for r in selection.rows))
     atomic_write_json(out_dir / "selection.json", selection.summary())
 
