@@ -119,3 +119,36 @@ def test_lora_on_a_cnn_and_mode_switch_error():
 def test_default_config_trains_everything():
     m = create_model("tiny_cnn", 3)
     assert apply_finetune(m, TrainConfig().finetune) == [n for n, _ in m.named_parameters()]
+
+
+def test_mix_batch_mixup_and_cutmix():
+    from synthmix.training.mixup import MixupConfig, mix_batch
+
+    x = torch.rand(6, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    g = torch.Generator().manual_seed(0)
+    xm, t, lam = mix_batch(x, y, 3, MixupConfig(mixup_alpha=0.4), g)
+    assert 0 < lam < 1
+    assert torch.allclose(xm, lam * x + (1 - lam) * x.flip(0))
+    onehot = torch.nn.functional.one_hot(y, 3).float()
+    assert torch.allclose(t, lam * onehot + (1 - lam) * onehot.flip(0)) and torch.allclose(t.sum(1), torch.ones(6))
+    xc, tc, lamc = mix_batch(x, y, 3, MixupConfig(cutmix_alpha=1.0), torch.Generator().manual_seed(1))
+    pasted = (xc != x).any(1)[0].float().mean().item()  # fraction of pixels taken from the partner
+    assert pasted == pytest.approx(1 - lamc, abs=1e-6)
+    assert torch.allclose(tc, lamc * onehot + (1 - lamc) * onehot.flip(0))
+    # off: unchanged input, one-hot targets, still exactly one draw
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x0, t0, l0 = mix_batch(x, y, 3, MixupConfig(), g1)
+    assert x0 is x and l0 == 1.0 and torch.equal(t0, onehot)
+    torch.randint(0, 2**31 - 1, (1,), generator=g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_fit_with_mixup_is_deterministic():
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = create_model("tiny_cnn", 3, input_size=32)
+        fit(m, _data(), None, _cfg(epochs=2, mixup={"mixup_alpha": 0.2, "cutmix_alpha": 1.0}), progress=False)
+        outs.append(_snapshot(m))
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])

@@ -22,6 +22,7 @@ YAML form (all fields optional, defaults shown where it matters)::
     augment: {hflip: 0.5}     # synthmix.data.augment.AugmentConfig
     normalization: imagenet   # imagenet | inception | clip | none (see synthmix.models.model_defaults)
     backbone_lr_mult: 1.0     # backbone lr = lr * this (0.1 for a pretrained backbone)
+    mixup: {mixup_alpha: 0, cutmix_alpha: 0}   # MixUp / CutMix per batch (training/mixup.py)
     finetune: {mode: full}    # full | head | partial (blocks: N) | lora (lora_rank, lora_alpha); training/finetune.py
     seed: 0
     device: auto
@@ -39,6 +40,7 @@ from pydantic import Field
 from synthmix.core.config import StrictModel
 from synthmix.data.augment import AugmentConfig
 from synthmix.training.finetune import FinetuneConfig
+from synthmix.training.mixup import MixupConfig
 
 
 class TrainConfig(StrictModel):
@@ -66,6 +68,7 @@ class TrainConfig(StrictModel):
     normalization: Literal["imagenet", "inception", "clip", "none"] = "imagenet"
     backbone_lr_mult: float = Field(1.0, ge=0, le=1, description="backbone lr = lr * this (the head gets lr): "
                                     "e.g. 0.1 to fine-tune a pretrained backbone")
+    mixup: MixupConfig = Field(default_factory=MixupConfig, description="MixUp / CutMix (off by default)")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="which parameters train: "
                                      "full | head | partial (last N blocks) | lora")
     seed: int = 0
