@@ -260,3 +260,28 @@ def test_clip_feature_space_gives_a_clip_score(study, tmp_path):
     assert 0 <= g["overall"]["clip_score"] <= 100
     assert all(0 <= m["clip_score"] <= 100 for m in g["per_class"].values())
     assert "clip_score" in markdown_table(d)
+
+
+@pytest.mark.slow  # an Inception v3 forward pass at 299 px
+def test_inception_feature_space_from_a_local_weights_file(tmp_path, monkeypatch):
+    """torch-fidelity's FID Inception v3 with random weights written to a local file (the real file
+    cannot be fetched offline): 2048-d features, named as Inception; no file -> a clear error."""
+    pytest.importorskip("torch_fidelity")
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    from synthmix.core.errors import ConfigError
+    from synthmix.diagnostics.features import FeatureSpaceConfig, feature_space
+
+    with monkeypatch.context() as m:  # build the network without loading (or downloading) weights
+        m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        m.setattr(fe.torch, "load", lambda *a, **k: {})
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="x")
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    space = feature_space(FeatureSpaceConfig(kind="inception", weights=tmp_path / "inception.pth"))
+    assert space.name.startswith("inception-v3") and space.image_size == 299
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    f = space.encode(x)
+    assert f.shape == (2, 2048) and np.isfinite(f).all()
+    with pytest.raises(ConfigError, match="never downloads"):
+        feature_space(FeatureSpaceConfig(kind="inception", weights=None))
