@@ -259,7 +259,7 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
         return out
 
     def group_metrics(sel: np.ndarray, q=None) -> dict[str, Any]:
-        q = q or sy
+        q = sy if q is None else q
         res: dict[str, Any] = {"overall": {}, "per_class": {}}
         res["overall"] = set_metrics(tr["f"], q["f"][sel], q["logits"][sel], q["y"][sel], cfg)
         if "clip" in q:
