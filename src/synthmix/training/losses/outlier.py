@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 # Defaults. OE: lambda = 0.5 as in the paper. Energy: lambda = 0.1 and the CIFAR margins of the
 # paper's code (m_in = -25, m_out = -7). Those margins assume 10-100 classes and large logits: the
-# 3-class small CNN lost 35 points of accuracy with them; ENERGY_MARGINS_SMALL kept its accuracy
-# within one test image (docs/bench/ood.md; docs/ood.md says how to pick margins for a model).
+# 3-class small CNN lost 32-35 points of accuracy with them, 2-4 with ENERGY_MARGINS_SMALL
+# (docs/bench/ood.md; docs/ood.md says how to pick margins for a model).
 OE_WEIGHT = 0.5
 ENERGY_WEIGHT = 0.1
 ENERGY_MARGINS_CIFAR = (-25.0, -7.0)
