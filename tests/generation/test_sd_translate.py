@@ -119,9 +119,13 @@ def _fit_first_loss(x, y, soft, smoothing, seed=0):
     from synthmix.training.config import TrainConfig
     from synthmix.training.loop import fit
 
+    import copy
+
+    from synthmix.models import create_model
+
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
-    init = {k: v.clone() for k, v in model.state_dict().items()}
+    model = create_model("tiny_cnn", 3, input_size=8)
+    init = copy.deepcopy(model)
     cfg = TrainConfig(epochs=1, batch_size=len(y), lr=0.1, label_smoothing=smoothing, augment={"hflip": 0.0},
                       normalization="none", input_size=8, device="cpu", seed=seed)
     res = fit(model, (x, y) if soft is None else (x, y, soft), None, cfg, None, progress=False)
@@ -137,14 +141,18 @@ def test_soft_labels_reach_the_loss(smoothing):
     y = torch.tensor([0, 1, 2, 1])
     soft = torch.tensor([[1.0, 0, 0], [0.3, 0.7, 0], [0, 0, 1.0], [0, 0.6, 0.4]])
     loss, init, _ = _fit_first_loss(x, y, soft, smoothing)
-    # by hand: the initial model's logits, targets mixed with the uniform distribution, -sum p log q
-    w, b = init["1.weight"], init["1.bias"]
-    logits = (x.float() / 255).reshape(4, -1) @ w.T + b
+    # by hand: the initial model's logits (no augmentation, no normalization), targets mixed with
+    # the uniform distribution, then -sum p log q averaged over the batch
+    init.train()
+    with torch.no_grad():
+        logits = init(x.float() / 255)
     target = soft * (1 - smoothing) + smoothing / 3
     expected = -(target * torch.log_softmax(logits, 1)).sum(1).mean().item()
     assert loss == pytest.approx(expected, rel=1e-5)
     hard_loss, _, _ = _fit_first_loss(x, y, None, smoothing)
-    assert abs(hard_loss - loss) > 1e-3  # the soft rows changed the loss
+    hard_target = torch.nn.functional.one_hot(y, 3).float() * (1 - smoothing) + smoothing / 3
+    assert hard_loss == pytest.approx(-(hard_target * torch.log_softmax(logits, 1)).sum(1).mean().item(), rel=1e-5)
+    assert abs(hard_loss - loss) > 1e-4  # the soft rows changed the loss (far beyond the 1e-5 tolerance)
 
 
 def test_one_hot_targets_train_like_hard_labels():
