@@ -144,6 +144,9 @@ def test_inspect_and_export_cli(study, tmp_path):
     assert r.exit_code == 0, r.output
     assert "| in_dist | all | 21 |" in r.output and "classifier penultimate features" in r.output
     assert (tmp_path / "d" / "diagnostics.json").exists()
+    r = CliRunner().invoke(app, ["inspect", str(study["synthetic"]), "--run", str(study["run"]),
+                                 "--out", str(tmp_path / "d2"), "--features", "bogus"])
+    assert r.exit_code != 0 and "features.kind" in str(r.exception)  # a ConfigError naming the field
     r = CliRunner().invoke(app, ["export", str(study["manifest"]), "--out", str(tmp_path / "e"), "--near-ood"])
     assert r.exit_code == 0, r.output
     assert "train: in_dist 21" in r.output and (tmp_path / "e" / "near_ood" / "apple" / "nood.png").exists()

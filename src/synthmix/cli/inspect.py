@@ -28,13 +28,13 @@ def inspect_cmd(
     """Fidelity (precision, density, FID, KID), coverage (recall, coverage), diversity, label
     agreement and memorisation (nearest real train / test image) of the synthetic images, per role
     and class, next to real validation images as a reference. Writes diagnostics.json and PNG grids."""
-    from synthmix.core.config import load_config
+    from synthmix.core.config import load_config, parse_config
     from synthmix.diagnostics.inspect import InspectConfig, inspect_manifest, markdown_table
 
     cfg = load_config(InspectConfig, config) if config else InspectConfig()
     if features or weights:
-        fs = cfg.features.model_copy(update={k: v for k, v in (("kind", features), ("weights", weights)) if v})
-        cfg = InspectConfig.model_validate({**cfg.model_dump(), "features": fs.model_dump()})
+        fs = {**cfg.features.model_dump(), **{k: v for k, v in (("kind", features), ("weights", weights)) if v}}
+        cfg = parse_config(InspectConfig, {**cfg.model_dump(), "features": fs}, source="--features / --weights")
     out = out or manifest.parent / "diagnostics"
     diag = inspect_manifest(manifest, run, out, cfg, cas_runs=cas_run)
     if markdown:
