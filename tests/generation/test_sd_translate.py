@@ -114,14 +114,13 @@ def test_soft_target_tensor():
 
 
 def _fit_first_loss(x, y, soft, smoothing, seed=0):
-    import torch
-
-    from synthmix.training.config import TrainConfig
-    from synthmix.training.loop import fit
-
     import copy
 
+    import torch
+
     from synthmix.models import create_model
+    from synthmix.training.config import TrainConfig
+    from synthmix.training.loop import fit
 
     torch.manual_seed(seed)
     model = create_model("tiny_cnn", 3, input_size=8)
