@@ -12,7 +12,7 @@ another manifest with :func:`rebase_rows` (never by hand).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -85,18 +85,6 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
 def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows (e.g. one generated image at a time); durable once this returns."""
     append_jsonl(path, rows)
-
-
-def to_frame(rows: Sequence[dict[str, Any]]):
-    """Rows as a pandas DataFrame (columns in the standard order first)."""
-    import pandas as pd
-
-    df = pd.DataFrame(list(rows))
-    for c in COLUMNS:
-        if c not in df.columns:
-            df[c] = None
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return df[list(COLUMNS) + extra]
 
 
 def resolve_path(manifest_path: str | Path, row_path: str) -> Path:

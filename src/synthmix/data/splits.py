@@ -53,12 +53,3 @@ def classification_rows(rows: Iterable[dict[str, Any]], exclude: Sequence[str] =
     splits = None if split is None else ({split} if isinstance(split, str) else set(split))
     return [r for r in rows if r.get("label") not in set(exclude)
             and (splits is None or r.get("split") in splits)]
-
-
-def split_counts(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """{label: {split: count}}."""
-    out: dict[str, dict[str, int]] = {}
-    for r in rows:
-        d = out.setdefault(r["label"], {})
-        d[r["split"]] = d.get(r["split"], 0) + 1
-    return out

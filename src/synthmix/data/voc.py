@@ -40,29 +40,6 @@ def read_voc(path: str | Path) -> list[VocObject]:
     return out
 
 
-def write_voc(path: str | Path, filename: str, size: tuple[int, int], objects: Sequence[VocObject],
-              folder: str = "") -> None:
-    """Write a minimal VOC xml (atomically). ``size`` is (width, height)."""
-    from xml.sax.saxutils import escape
-
-    from synthmix.core.io import atomic_write_text
-
-    w, h = size
-    parts = ["<annotation>", f"\t<folder>{escape(folder)}</folder>", f"\t<filename>{escape(filename)}</filename>",
-             f"\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>3</depth>\n\t</size>"]
-    for o in objects:
-        x0, y0, x1, y1 = (_num(v) for v in o.box)
-        parts.append(f"\t<object>\n\t\t<name>{escape(o.name)}</name>\n\t\t<bndbox>\n"
-                     f"\t\t\t<xmin>{x0}</xmin>\n\t\t\t<ymin>{y0}</ymin>\n"
-                     f"\t\t\t<xmax>{x1}</xmax>\n\t\t\t<ymax>{y1}</ymax>\n\t\t</bndbox>\n\t</object>")
-    parts.append("</annotation>\n")
-    atomic_write_text(path, "\n".join(parts))
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:.2f}"
-
-
 def clip_box(box: Sequence[float], width: int, height: int) -> list[float] | None:
     """Box clipped to the image; None when nothing of it is left."""
     x0, y0, x1, y1 = (float(v) for v in box)

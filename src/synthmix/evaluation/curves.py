@@ -34,17 +34,23 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     plt.close(fig)
 
 
+def _one_vs_rest(probs, y, classes: Sequence[str]):
+    """(class name, is-this-class [N] bool, its scores [N]) of every class with both positives and
+    negatives; probs: [N, C], y: [N]."""
+    p, t = np.asarray(probs), np.asarray(y)
+    for k, name in enumerate(classes):
+        pos = t == k
+        if 0 < pos.sum() < len(t):
+            yield name, pos, p[:, k]
+
+
 def plot_roc(probs, y, classes: Sequence[str], path: str | Path, title: str = "") -> None:
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    p, t = np.asarray(probs), np.asarray(y)
     fig, ax = figure()
-    for k, name in enumerate(classes):
-        pos = t == k
-        if not 0 < pos.sum() < len(t):
-            continue
-        fpr, tpr, _ = roc_curve(pos, p[:, k])
-        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {roc_auc_score(pos, p[:, k]):.3f})")
+    for name, pos, score in _one_vs_rest(probs, y, classes):
+        fpr, tpr, _ = roc_curve(pos, score)
+        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {roc_auc_score(pos, score):.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -56,14 +62,10 @@ def plot_roc(probs, y, classes: Sequence[str], path: str | Path, title: str = ""
 def plot_pr(probs, y, classes: Sequence[str], path: str | Path, title: str = "") -> None:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    p, t = np.asarray(probs), np.asarray(y)
     fig, ax = figure()
-    for k, name in enumerate(classes):
-        pos = t == k
-        if not 0 < pos.sum() < len(t):
-            continue
-        prec, rec, _ = precision_recall_curve(pos, p[:, k])
-        ax.plot(rec, prec, lw=1.5, label=f"{name} (AP {average_precision_score(pos, p[:, k]):.3f})")
+    for name, pos, score in _one_vs_rest(probs, y, classes):
+        prec, rec, _ = precision_recall_curve(pos, score)
+        ax.plot(rec, prec, lw=1.5, label=f"{name} (AP {average_precision_score(pos, score):.3f})")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)

@@ -100,18 +100,3 @@ def image_grid(groups: Sequence[tuple[str, Sequence[Path]]], cell: int = 64, per
             s.set_visible(False)
     fig.tight_layout()
     return _png(fig)
-
-
-def score_histograms(scores: dict[str, Sequence[float]], title: str) -> bytes | None:
-    """Overlaid histograms of OOD scores, one per set (e.g. test vs near-OOD vs far-OOD)."""
-    scores = {k: list(v) for k, v in scores.items() if len(v)}
-    if not scores:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for name, v in scores.items():
-        ax.hist(v, bins=30, alpha=0.5, density=True, label=f"{name} (n={len(v)})")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
