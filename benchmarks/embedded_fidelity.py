@@ -4,7 +4,7 @@ synthetic-only real-test accuracy and the img2img strength sweep; save the compa
     .venv/bin/python benchmarks/embedded_fidelity.py --out runs/bench-embedded [--steps 800]
     .venv/bin/python benchmarks/embedded_fidelity.py --out runs/bench-embedded --checkpoint CKPT
     .venv/bin/python benchmarks/embedded_fidelity.py --out D --checkpoint CKPT \
-        --settings ddim:20:1.5,ddim:20:2.0,dpmpp:20:2.0 [--per-class 100]
+        --settings ddim:20:1.5,ddim:20:2.0,dpmpp:20:2.0,ddim:20:2.0:100:bf16 [--per-class 100]
 
 Prints the report tables (ratios side by side: real-only vs fidelity vs synthetic-only) and writes
 report.json + grid.png under --out. Reads ../shared/datasets/fruits (benchmarks may; the product
@@ -60,11 +60,13 @@ def speed(threads: int, batch_size: int = 64, resolution: int = 32, reps: int = 
 
 def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, out: Path) -> None:
     """Sampling settings side by side on one checkpoint (pure samples only, no img2img):
-    ``settings`` = comma-separated ``sampler:steps:guidance[:per_class]``. One real-trained
+    ``settings`` = comma-separated ``sampler:steps:guidance[:per_class[:precision]]``. One real-trained
     classifier judges every setting. Selection column: synthetic-only accuracy on the real *train*
     images (never the test split); test is printed next to it for the report."""
     import os
     import time
+
+    import torch
 
     from synthmix.core.io import atomic_write_json
     from synthmix.generation.embedded.backend import EmbeddedGenerator
@@ -78,31 +80,36 @@ def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, ou
     )
 
     loaded = load_generator(str(ckpt))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    train_cost = {"train_wall_s": round(float(state["elapsed_s"]), 1),
+                  "train_cpu_s": round(float(state.get("cpu_s", float("nan"))), 1)}
     classes, res = loaded.classes, loaded.resolution
     train, (xtr, ytr), (xte, yte) = real_split_tensors(manifest, classes, res)
     real_clf = train_classifier(xtr, ytr, len(classes))
     real = accuracy_report(predict(real_clf, xte)[0], yte, classes)
     gens = {}
     results = []
-    print(f"checkpoint {loaded.checkpoint} ({loaded.step} steps); real-only on real test {real['accuracy']:.3f}")
-    print(f"{'sampler':8s} {'steps':>5s} {'guid':>5s} {'n/cls':>5s} {'fidelity':>8s} {'syn->train':>10s} "
+    print(f"checkpoint {loaded.checkpoint} ({loaded.step} steps, trained in {train_cost['train_wall_s']} s wall, "
+          f"{train_cost['train_cpu_s']} s CPU); real-only on real test {real['accuracy']:.3f}")
+    print(f"{'sampler':8s} {'prec':4s} {'steps':>5s} {'guid':>5s} {'n/cls':>5s} {'fidelity':>8s} {'syn->train':>10s} "
           f"{'syn->test':>9s} {'per class (test)':24s} {'img/s':>6s} load")
     for item in settings.split(","):
         parts = item.split(":")
         sampler, steps, guidance = parts[0], int(parts[1]), float(parts[2])
-        n = int(parts[3]) if len(parts) > 3 else per_class
-        gen = gens.setdefault(sampler, EmbeddedGenerator(loaded, sampler, {}, manifest))
+        n = int(parts[3]) if len(parts) > 3 and parts[3] else per_class
+        prec = parts[4] if len(parts) > 4 else "fp32"
+        gen = gens.setdefault((sampler, prec), EmbeddedGenerator(loaded, sampler, {}, manifest, precision=prec))
         t0 = time.perf_counter()
         q = sample_quality(gen, real_clf, xtr, ytr, xte, yte, per_class=n, guidance=guidance, steps=steps,
                            sampler=sampler)
-        q.update(sampler=sampler, steps=steps, guidance=guidance, seconds=round(time.perf_counter() - t0, 1),
+        q.update(sampler=sampler, precision=prec, steps=steps, guidance=guidance, seconds=round(time.perf_counter() - t0, 1),
                  load=os.getloadavg()[0])
         results.append(q)
         pc = " ".join(f"{v:.2f}" for v in q["synthetic_only_real_test"]["per_class"].values())
-        print(f"{sampler:8s} {steps:5d} {guidance:5.2f} {n:5d} {q['fidelity']['accuracy']:8.3f} "
+        print(f"{sampler:8s} {prec:4s} {steps:5d} {guidance:5.2f} {n:5d} {q['fidelity']['accuracy']:8.3f} "
               f"{q['synthetic_only_real_train']['accuracy']:10.3f} {q['synthetic_only_real_test']['accuracy']:9.3f} "
               f"{pc:24s} {q['sampling_img_per_s']:6.2f} {q['load']:.1f}", flush=True)
-        atomic_write_json(out / "settings.json", {"checkpoint": loaded.checkpoint, "steps_trained": loaded.step,
+        atomic_write_json(out / "settings.json", {"checkpoint": loaded.checkpoint, "steps_trained": loaded.step, **train_cost,
                                                  "real_test": real, "settings": results})
 
 

@@ -48,11 +48,12 @@ class EmbeddedGenerator:
 
     def __init__(self, loaded: LoadedGenerator, sampler: str = "ddim",
                  parents: dict[str, dict[str, Any]] | None = None, manifest_path: str | Path | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, precision: str = "fp32"):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.loaded = loaded
         self.batch_size = batch_size
+        self.precision = precision  # fp32 or bf16 (autocast of the denoiser)
         self.sampler = sampler
         self.parents = parents or {}
         self.manifest_path = manifest_path
@@ -96,7 +97,8 @@ class EmbeddedGenerator:
         elif method != "sample":
             raise ValueError(f"embedded generator: unknown method {method!r}")
         x = denoise(model, lg.model_cfg, cond, gens, steps=int(steps), guidance=float(guidance),
-                    sampler=self.sampler, init=init, strength=1.0 if strength is None else float(strength))
+                    sampler=self.sampler, init=init, strength=1.0 if strength is None else float(strength),
+                    precision=self.precision)
         return list(to_unit(x).permute(0, 2, 3, 1).cpu().numpy())
 
     def parent_images(self, rows) -> torch.Tensor:
@@ -110,7 +112,9 @@ class EmbeddedGenerator:
 def plan_rows(cfg: EmbeddedGenerateConfig, loaded: LoadedGenerator,
               real_rows: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Planned manifest rows (complete but for path/status/size), deterministic ids and seeds."""
-    h = config_hash({"cfg": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IN_ID},
+    # precision fp32 (the default) stays out of the hash: ids planned before the field existed hold.
+    not_in_id = _NOT_IN_ID | ({"precision"} if cfg.precision == "fp32" else set())
+    h = config_hash({"cfg": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in not_in_id},
                      "checkpoint": loaded.checkpoint})
     classes = loaded.classes
     base = {"split": cfg.split, "source": GENERATOR_NAME, "generator": GENERATOR_NAME, "model_id": None,
@@ -209,7 +213,7 @@ def build(cfg: EmbeddedGenerateConfig, real_rows: Sequence[dict[str, Any]], mani
     loaded = load_generator(resolve_checkpoint(cfg, manifest_path, out_dir), device=pick_device(cfg.device))
     planned = plan_rows(cfg, loaded, parents)
     gen = EmbeddedGenerator(loaded, cfg.sampler, {r["id"]: r for r in parents}, manifest_path,
-                            batch_size=cfg.batch_size)
+                            batch_size=cfg.batch_size, precision=cfg.precision)
     return gen, planned
 
 

@@ -20,6 +20,9 @@ SIZE_PRESETS: dict[str, dict] = {
 }
 
 
+Precision = Literal["fp32", "bf16"]
+
+
 class ModelConfig(StrictModel):
     """The denoiser: a diffusers ``UNet2DModel`` plus a class embedding with a null class."""
 
@@ -75,6 +78,13 @@ class TrainConfig(StrictModel):
     seed: int = 0
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    # Execution settings (docs/bench/embedded_speed.md): they change speed, not what is learnt, so a
+    # run may be resumed with other values (weights, optimizer state and checkpoints stay fp32).
+    precision: Precision = Field("fp32", description="bf16: autocast convolutions/matmuls to bfloat16 "
+                                 "(CPUs with AVX512-BF16 or AMX, GPUs); fp32: everything in float32")
+    channels_last: bool = Field(False, description="channels-last memory format for the model and batches")
+    compile: bool = Field(False, description="torch.compile the model (pays only on long runs: compile "
+                          "time is minutes on a small CPU)")
 
 
 Role = Literal["in_dist", "near_ood", "unsorted"]
@@ -86,6 +96,8 @@ class SamplerConfig(StrictModel):
     sampler: Literal["ddim", "dpmpp"] = "ddim"
     steps: int = Field(25, ge=1, le=1000)
     guidance: float = Field(2.0, description="classifier-free guidance scale (1 = none, <1 weakens the class)")
+    precision: Precision = Field("fp32", description="bf16: run the denoiser under bfloat16 autocast "
+                                 "(the scheduler stays fp32); images differ slightly from fp32 ones")
 
 
 class EmbeddedGenerateConfig(SamplerConfig):

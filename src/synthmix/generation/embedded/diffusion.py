@@ -15,6 +15,17 @@ import torch
 from synthmix.generation.embedded.config import ModelConfig
 
 
+def autocast(device: torch.device | str, precision: str):
+    """bfloat16 autocast on ``device``'s type when ``precision == "bf16"`` (a no-op for fp32).
+
+    Convolutions and matmuls run in bf16; autocast keeps reductions such as the norms in fp32;
+    weights, gradients and optimizer state stay fp32."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision: {precision!r} is not fp32 or bf16")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=precision == "bf16")
+
+
 def train_scheduler(cfg: ModelConfig):
     """The DDPM forward process used in training (add_noise, get_velocity, alphas)."""
     from diffusers import DDPMScheduler
@@ -66,16 +77,21 @@ def class_weights(labels: torch.Tensor, other: torch.Tensor, weight: float, num_
 @torch.no_grad()
 def denoise(model, cfg: ModelConfig, cond: torch.Tensor, generators: Sequence[torch.Generator], *,
             steps: int = 25, guidance: float = 2.0, sampler: str = "ddim",
-            init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+            init: torch.Tensor | None = None, strength: float = 1.0, precision: str = "fp32") -> torch.Tensor:
     """Generate images [N, 3, S, S] in [-1, 1].
 
     cond: int labels [N] or weights [N, C+1]; generators: one per row. ``init`` ([N, 3, S, S]
     in [-1, 1]) with ``strength`` in [0, 1] is img2img: the image is noised to the timestep a
     fraction ``strength`` into the schedule and denoised from there (strength 0 returns ``init``,
     strength 1 ignores it). Guidance: eps_null + guidance * (eps_cond - eps_null), batched as
-    one forward pass of 2N.
+    one forward pass of 2N. ``precision="bf16"``: the model runs under bf16 autocast, the
+    scheduler's update stays fp32.
     """
     device = next(model.parameters()).device
+    if hasattr(model, "set_attention"):
+        from synthmix.generation.embedded.unet import prepare_for_precision
+
+        prepare_for_precision(model, device, precision)
     res = model.unet.config.sample_size
     n = cond.shape[0]
     sched = sample_scheduler(cfg, sampler)
@@ -100,7 +116,8 @@ def denoise(model, cfg: ModelConfig, cond: torch.Tensor, generators: Sequence[to
         tt = t.expand(both.shape[0]) if t.ndim == 0 else t
         xin = torch.cat([x, x]) if guidance != 1.0 else x
         xin = sched.scale_model_input(xin, t)
-        out = model(xin, tt, both)
+        with autocast(device, precision):
+            out = model(xin, tt, both).float()
         if guidance != 1.0:
             oc, ou = out.chunk(2)
             out = ou + guidance * (oc - ou)

@@ -105,7 +105,7 @@ def sample_quality(gen, real_clf, xtr: torch.Tensor, ytr: torch.Tensor, xte: tor
 
     loaded, classes = gen.loaded, gen.loaded.classes
     cfg = EmbeddedGenerateConfig(checkpoint=str(loaded.checkpoint), per_class=per_class, guidance=guidance, steps=steps,
-                                 sampler=sampler, seed=seed)
+                                 sampler=sampler, seed=seed, precision=getattr(gen, "precision", "fp32"))
     planned = plan_rows(cfg, loaded)
     t0 = time.perf_counter()
     xs = render_all(gen, planned)
@@ -138,8 +138,11 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
                      strengths: Sequence[float] = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                      parents_per_class: int | None = None, guidance: float = 2.0, steps: int = 25,
                      sampler: str = "ddim", seed: int = 0, classifier_epochs: int = 40,
-                     device: str = "cpu", img2img_synthetic_only: bool = True) -> dict[str, Any]:
-    """The whole measurement as a JSON-able dict (see module doc). Real test rows: split "test"."""
+                     device: str = "cpu", img2img_synthetic_only: bool = True,
+                     precision: str = "fp32") -> dict[str, Any]:
+    """The whole measurement as a JSON-able dict (see module doc). Real test rows: split "test".
+
+    ``precision``: of the generator's sampling (fp32 or bf16); the judging classifiers are fp32."""
     from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.generation.embedded.backend import EmbeddedGenerator, plan_rows
     from synthmix.generation.embedded.checkpoint import load_generator
@@ -151,14 +154,15 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     train, (xtr, ytr), (xte, yte) = real_split_tensors(manifest, classes, res)
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "checkpoint_sha": loaded.checkpoint,
                               "generator_steps_trained": loaded.step, "resolution": res, "classes": classes,
-                              "sampler": sampler, "sampling_steps": steps, "guidance": guidance}
+                              "sampler": sampler, "sampling_steps": steps, "guidance": guidance,
+                              "sampling_precision": precision}
 
     t0 = time.perf_counter()
     real_clf = train_classifier(xtr, ytr, len(classes), epochs=classifier_epochs, seed=seed)
     report["real_classifier_train_s"] = round(time.perf_counter() - t0, 1)
     report["real_test"] = accuracy_report(predict(real_clf, xte)[0], yte, classes)
 
-    gen = EmbeddedGenerator(loaded, sampler, {r["id"]: r for r in train}, manifest)
+    gen = EmbeddedGenerator(loaded, sampler, {r["id"]: r for r in train}, manifest, precision=precision)
     report.update(sample_quality(gen, real_clf, xtr, ytr, xte, yte, per_class=per_class, guidance=guidance,
                                  steps=steps, sampler=sampler, seed=seed, classifier_epochs=classifier_epochs))
 
@@ -172,7 +176,7 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     for s in strengths:
         scfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), img2img_per_parent=1, in_dist_strengths=[s],
                                       near_ood_strengths=[], guidance=guidance, steps=steps, sampler=sampler,
-                                      seed=seed)
+                                      seed=seed, precision=precision)
         planned = plan_rows(scfg, loaded, parents)
         xi = render_all(gen, planned)
         pi, fi = predict(real_clf, xi)
@@ -190,7 +194,7 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     if img2img_synthetic_only and s_in is not None:
         scfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), img2img_per_parent=1, in_dist_strengths=[s_in],
                                       near_ood_strengths=[], guidance=guidance, steps=steps, sampler=sampler,
-                                      seed=seed + 1)
+                                      seed=seed + 1, precision=precision)
         planned = plan_rows(scfg, loaded, train)
         xi = render_all(gen, planned)
         clf = train_classifier(xi, label_tensor(planned, classes), len(classes), epochs=classifier_epochs,

@@ -41,6 +41,6 @@ def save_sample_grid(model, cfg, classes: Sequence[str], path: str | Path, per_c
         gens = [torch.Generator().manual_seed(seed * 1000 + c * 100 + i) for i in range(per_class)]
         cond = torch.full((per_class,), c, dtype=torch.long)
         rows.append(to_unit(denoise(model, cfg.model, cond, gens, steps=cfg.sample_steps,
-                                    guidance=cfg.guidance)).cpu())
+                                    guidance=cfg.guidance, precision=getattr(cfg, "precision", "fp32"))).cpu())
     model.train(was_training)
     return save_image_grid(rows, path)

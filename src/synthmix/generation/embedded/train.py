@@ -27,7 +27,8 @@ from synthmix.generation.embedded.config import TrainConfig
 
 # Fields that may change between a run and its resumption (budgets, cadence, hardware).
 _RESUMABLE_FIELDS = {"steps", "max_minutes", "out_dir", "checkpoint_every", "sample_every",
-                     "sample_steps", "guidance", "device", "threads", "manifest"}
+                     "sample_steps", "guidance", "device", "threads", "manifest", "precision",
+                     "channels_last", "compile"}
 
 
 def identity_hash(cfg: TrainConfig) -> str:
@@ -63,15 +64,22 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def diffusion_loss(model, sched, x0: torch.Tensor, cond: torch.Tensor, gen: torch.Generator,
-                   min_snr_gamma: float | None) -> torch.Tensor:
-    """Mean weighted MSE of the model's eps/v prediction. x0: [N, 3, S, S] in [-1, 1]."""
+                   min_snr_gamma: float | None, precision: str = "fp32") -> torch.Tensor:
+    """Mean weighted MSE of the model's eps/v prediction. x0: [N, 3, S, S] in [-1, 1].
+
+    ``precision="bf16"``: the model's forward runs under bf16 autocast; noise, target and loss
+    stay fp32."""
+    from synthmix.generation.embedded.diffusion import autocast
+
     n = x0.shape[0]
     t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=gen).to(x0.device)
     noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     xt = sched.add_noise(x0, noise, t)
     v_pred = sched.config.prediction_type == "v_prediction"
     target = sched.get_velocity(x0, noise, t) if v_pred else noise
-    per = F.mse_loss(model(xt, t, cond), target, reduction="none").mean(dim=(1, 2, 3))
+    with autocast(x0.device, precision):
+        pred = model(xt, t, cond)
+    per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
     if min_snr_gamma:
         ac = sched.alphas_cumprod.to(x0.device)[t]
         snr = ac / (1 - ac)
@@ -86,6 +94,54 @@ def ema_update(ema, model, decay: float) -> None:
         pe.lerp_(pm, 1 - decay)
 
 
+def build_training(cfg: TrainConfig, num_classes: int, device: torch.device | str):
+    """Model, compiled forward, EMA copy, optimizer and train scheduler for ``cfg`` on ``device``.
+
+    Returns ``(model, forward, ema, opt, sched)``: ``forward`` is ``model`` or its
+    ``torch.compile`` wrapper (``cfg.compile``); state dicts, EMA and checkpoints use ``model``.
+    Initial weights come from ``cfg.seed``; the global RNG is left untouched."""
+    from synthmix.generation.embedded.diffusion import train_scheduler
+    from synthmix.generation.embedded.unet import ClassConditionalUNet, prepare_for_precision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = ClassConditionalUNet(cfg.model, num_classes, cfg.resolution).to(device)
+    prepare_for_precision(model, device, cfg.precision)
+    model = model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    forward = torch.compile(model) if cfg.compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, forward, ema, opt, train_scheduler(cfg.model)
+
+
+def train_step(model, forward, ema, opt, sched, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+               cfg: TrainConfig, step: int, gen: torch.Generator) -> torch.Tensor:
+    """One optimizer step from step ``step``: LR, batch (drawn with ``gen``, augmented), label dropout,
+    loss, gradient clipping, AdamW, EMA. images: uint8 [N, 3, S, S] on the model's device, labels [N].
+    Returns the (detached) loss; raises TrainingError on a non-finite loss."""
+    from synthmix.data.augment import augment_batch
+
+    device = images.device
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=gen).to(device)
+    x0 = augment_batch(images[idx], cfg.augment, gen) * 2 - 1
+    if cfg.channels_last:
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop).to(device)
+    cond = torch.where(drop, torch.full_like(labels[idx], num_classes), labels[idx])
+    loss = diffusion_loss(forward, sched, x0, cond, gen, cfg.min_snr_gamma, cfg.precision)
+    if not torch.isfinite(loss):
+        raise TrainingError(f"non-finite loss at step {step}; lower lr (now {cfg.lr})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    # EMA decay ramps up so short runs are not dominated by the random init.
+    ema_update(ema, model, min(cfg.ema_decay, (2 + step) / (11 + step)))
+    return loss.detach()
+
+
 def train_generator(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
                     show_progress: bool = True) -> Path:
     """Train (or resume) into ``cfg.out_dir``; returns the path of ``checkpoint.pt``.
@@ -94,10 +150,8 @@ def train_generator(cfg: TrainConfig, on_step: Callable[[int, float], None] | No
     """
     from synthmix.core.device import pick_device
     from synthmix.core.log import console, progress
-    from synthmix.data.augment import augment_batch
-    from synthmix.generation.embedded.diffusion import train_scheduler
     from synthmix.generation.embedded.grid import save_sample_grid
-    from synthmix.generation.embedded.unet import ClassConditionalUNet, count_params
+    from synthmix.generation.embedded.unet import count_params
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -107,12 +161,7 @@ def train_generator(cfg: TrainConfig, on_step: Callable[[int, float], None] | No
     device = pick_device(cfg.device)
     images, labels, classes = load_training_data(cfg)
     images, labels = images.to(device), labels.to(device)
-    with torch.random.fork_rng(devices=[]):  # initial weights from cfg.seed, global RNG untouched
-        torch.manual_seed(cfg.seed)
-        model = ClassConditionalUNet(cfg.model, len(classes), cfg.resolution).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = train_scheduler(cfg.model)
+    model, forward, ema, opt, sched = build_training(cfg, len(classes), device)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, cpu = 0, 0.0, 0.0
     ident = identity_hash(cfg)
@@ -150,22 +199,8 @@ def train_generator(cfg: TrainConfig, on_step: Callable[[int, float], None] | No
                             visible=show_progress)
         while budget_left():
             t0, c0 = time.perf_counter(), time.process_time()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=gen).to(device)
-            x0 = augment_batch(images[idx], cfg.augment, gen) * 2 - 1
-            drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop).to(device)
-            cond = torch.where(drop, torch.full_like(labels[idx], len(classes)), labels[idx])
-            loss = diffusion_loss(model, sched, x0, cond, gen, cfg.min_snr_gamma)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss at step {step}; lower lr (now {cfg.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss = train_step(model, forward, ema, opt, sched, images, labels, len(classes), cfg, step, gen)
             step += 1
-            # EMA decay ramps up so short runs are not dominated by the random init.
-            ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
             elapsed += time.perf_counter() - t0
             cpu += time.process_time() - c0  # CPU seconds of all threads: honest under contention
             lv = loss.item()

@@ -53,6 +53,26 @@ class ClassConditionalUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, class_labels=self.embed(cond)).sample
 
+    def set_attention(self, impl: str) -> None:
+        """``"sdpa"`` (diffusers' default, ``scaled_dot_product_attention``) or ``"math"`` (explicit
+        ``baddbmm`` + softmax + ``bmm``): the same function; under bf16 autocast on a CPU the math
+        form is several times faster (the CPU flash-attention backward is slow in bf16 at the
+        8x8-token, head-dim-8 mid-block attention of these models; docs/bench/embedded_speed.md)."""
+        from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+        if impl not in ("sdpa", "math"):
+            raise ValueError(f"attention: unknown implementation {impl!r} (sdpa, math)")
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.set_processor(AttnProcessor() if impl == "math" else AttnProcessor2_0())
+
+
+def prepare_for_precision(model: ClassConditionalUNet, device: torch.device | str, precision: str) -> None:
+    """Pick the attention implementation that is fastest for ``precision`` on ``device``: math on a
+    CPU in bf16, sdpa otherwise (GPUs: fused kernels; fp32: the original behaviour)."""
+    cpu_bf16 = torch.device(device).type == "cpu" and precision == "bf16"
+    model.set_attention("math" if cpu_bf16 else "sdpa")
+
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
