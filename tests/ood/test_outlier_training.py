@@ -253,3 +253,36 @@ def test_train_run_with_corrupted_and_folder_outliers(tiny_folder, tmp_path):
     with pytest.raises(ConfigError, match="outlier set is empty"):
         train_run(TrainRunConfig(**base, outliers={"source": "folder", "path": empty}), tmp_path / "e",
                   progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["oe", "energy"])
+def test_two_processes_with_outliers_follow_one_process_with_the_doubled_batch(tmp_path, loss):
+    """Every rank draws the same global outlier batch and keeps its slice: 2 ranks x batch 3 train like
+    1 process x batch 6 (the last, uneven batch included: ID and outlier slices split alike)."""
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here.parent / "distributed"))
+    sys.path.insert(0, str(here))
+    from ddp_outlier_worker import outliers_and_loss
+    from dist_helpers import torchrun, toy_config, toy_data, toy_model
+
+    res = torchrun(2, str(here / "ddp_outlier_worker.py"), str(tmp_path), "3", loss)
+    assert res.returncode == 0, res.stderr[-3000:]
+    torch.set_num_threads(1)
+    train, val = toy_data()
+    cfg = toy_config(6)
+    model = toy_model(cfg)
+    x_out, ol = outliers_and_loss(loss)
+    ref = fit(model, train, val, cfg, None, progress=False, outliers=x_out, outlier_loss=ol).history
+    import json
+
+    got = json.loads((tmp_path / "rank0.json").read_text())["history"]
+    for a, b in zip(ref, got, strict=True):
+        for k in ("train_loss", "val_loss", "val_acc"):
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (a["epoch"], k)
+    w0 = torch.load(tmp_path / "rank0.pt")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(w0[k], v, rtol=1e-4, atol=1e-5)

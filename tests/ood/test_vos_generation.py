@@ -16,9 +16,9 @@ from synthmix.generation.embedded.vos import class_scales, vos_embeddings  # noq
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import make_imagefolder
     from embedded_helpers import folder_manifest, tiny_train_config
 
+    from conftest import make_imagefolder
     from synthmix.generation.embedded.train import train_generator
 
     root = tmp_path_factory.mktemp("vos")
