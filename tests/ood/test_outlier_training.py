@@ -135,6 +135,10 @@ def test_bad_outlier_tensor_is_refused():
     x, y, _ = _data()
     with pytest.raises(TrainingError, match="outliers"):
         fit(_model(_cfg()), (x, y), None, _cfg(), progress=False, outliers=torch.zeros(3, 3, 16, 16))
+    with pytest.raises(TrainingError, match="outliers: 0 images"):
+        fit(_model(_cfg()), (x, y), None, _cfg(), progress=False, outliers=torch.zeros(0, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(TrainingError, match="outliers: expected a uint8 tensor"):
+        fit(_model(_cfg()), (x, y), None, _cfg(), progress=False, outliers=[1, 2])
 
 
 # ------------------------------------------------------------------ cheap corrupted outliers

@@ -109,6 +109,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     if outliers is not None:
         from synthmix.training.outliers import OutlierLossConfig, outlier_term
 
+        if not isinstance(outliers, torch.Tensor):
+            raise TrainingError(f"outliers: expected a uint8 tensor [M,3,S,S], got {type(outliers).__name__}")
         x_out = _check_data((outliers, outliers.new_zeros(outliers.shape[0])), "outliers")[0].to(device)
         outlier_loss = outlier_loss or OutlierLossConfig()
     model.to(device)
