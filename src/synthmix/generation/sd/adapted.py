@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from synthmix.core.seeding import derive_seed
 from synthmix.generation.protocol import planned_id
-from synthmix.generation.sd.config import PromptConfig, SDCommon
+from synthmix.generation.sd.config import PromptConfig, SDCommon, check_strengths
 from synthmix.generation.sd.img2img import DAFusionGenerator, tokens_for
 from synthmix.generation.sd.lora import ADAPTER_DIR, LoRAConfig, adapter_key
 from synthmix.generation.sd.prompts import class_name, prompt_for, require_token
@@ -53,17 +53,6 @@ class LoRAGenConfig(SDCommon):
         if self.method == "img2img":
             check_steps(self.steps, self.strengths)
         return self
-
-
-def check_strengths(v: list[float]) -> list[float]:
-    if not v:
-        raise ValueError("needs at least one strength")
-    bad = [s for s in v if not 0.0 < s <= 1.0]
-    if bad:
-        raise ValueError(f"each strength must be in (0, 1], got {bad}")
-    if len(set(v)) != len(v):
-        raise ValueError(f"strengths repeat: {v}")
-    return v
 
 
 def check_steps(steps: int, strengths: Sequence[float]) -> None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -49,36 +50,50 @@ def template_fields(template: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
 
 
+def check_templates(templates: list[str], problem: Callable[[set[str]], str | None]) -> list[str]:
+    """At least one template, each a valid format string whose fields ``problem(fields)`` accepts
+    (it returns None, or what is wrong, raised as ``template '...'<problem>``)."""
+    if not templates:
+        raise ValueError("needs at least one template")
+    for t in templates:
+        try:
+            fields = template_fields(t)
+        except ValueError as err:
+            raise ValueError(f"template {t!r} is not a valid format string: {err}") from None
+        msg = problem(fields)
+        if msg:
+            raise ValueError(f"template {t!r}{msg}")
+    return templates
+
+
 def _check_prompt_templates(templates: list[str]) -> list[str]:
     """Generation prompt templates: each names the class by ``{name}`` and/or ``{token}``; other
     fields are context lists (``prompts.contexts``) or ``{caption}``, checked by :class:`PromptConfig`."""
-    if not templates:
-        raise ValueError("needs at least one template")
-    for t in templates:
-        try:
-            fields = template_fields(t)
-        except ValueError as err:
-            raise ValueError(f"template {t!r} is not a valid format string: {err}") from None
+    def problem(fields: set[str]) -> str | None:
         if not fields & {"name", "token"}:
-            raise ValueError(f"template {t!r} must contain {{name}} (the class words) or {{token}} "
-                             f"(the learned class token); it has {sorted(fields)}")
+            return (f" must contain {{name}} (the class words) or {{token}} (the learned class token); "
+                    f"it has {sorted(fields)}")
         bad = sorted(f for f in fields if not f.isidentifier())
-        if bad:
-            raise ValueError(f"template {t!r}: fields must be plain names, got {bad}")
-    return templates
+        return f": fields must be plain names, got {bad}" if bad else None
+
+    return check_templates(templates, problem)
 
 
 def _check_templates(templates: list[str], field: str = "name") -> list[str]:
-    if not templates:
-        raise ValueError("needs at least one template")
-    for t in templates:
-        try:
-            fields = template_fields(t)
-        except ValueError as err:
-            raise ValueError(f"template {t!r} is not a valid format string: {err}") from None
-        if fields != {field}:
-            raise ValueError(f"template {t!r} must contain {{{field}}} and no other field (has {sorted(fields)})")
-    return templates
+    return check_templates(templates, lambda fields: None if fields == {field} else
+                           f" must contain {{{field}}} and no other field (has {sorted(fields)})")
+
+
+def check_strengths(v: list[float]) -> list[float]:
+    """img2img strengths: at least one, each in (0, 1], no repeats."""
+    if not v:
+        raise ValueError("needs at least one strength")
+    bad = [s for s in v if not 0.0 < s <= 1.0]
+    if bad:
+        raise ValueError(f"each strength must be in (0, 1], got {bad}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"strengths repeat: {v}")
+    return v
 
 
 class SpeedConfig(StrictModel):
@@ -270,14 +285,7 @@ class DAFusionConfig(SDCommon):
     @field_validator("strengths")
     @classmethod
     def _strengths(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("needs at least one strength")
-        bad = [s for s in v if not 0.0 < s <= 1.0]
-        if bad:
-            raise ValueError(f"each strength must be in (0, 1], got {bad}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"strengths repeat: {v}")
-        return v
+        return check_strengths(v)
 
     @model_validator(mode="after")
     def _roles(self) -> DAFusionConfig:

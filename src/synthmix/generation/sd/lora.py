@@ -102,15 +102,10 @@ class LoRAConfig(StrictModel):
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: list[str]) -> list[str]:
-        from synthmix.generation.sd.config import template_fields
+        from synthmix.generation.sd.config import check_templates
 
-        if not v:
-            raise ValueError("needs at least one template")
-        for t in v:
-            f = template_fields(t)
-            if "token" not in f or not f <= {"token", "name"}:
-                raise ValueError(f"template {t!r} must contain {{token}} (and may contain {{name}}), got {sorted(f)}")
-        return v
+        return check_templates(v, lambda f: None if "token" in f and f <= {"token", "name"} else
+                               f" must contain {{token}} (and may contain {{name}}), got {sorted(f)}")
 
     @field_validator("resolution")
     @classmethod

@@ -35,10 +35,9 @@ from synthmix.generation.sd.adapted import (
     ADAPTED_TEMPLATES,
     adapter_checkpoint,
     check_steps,
-    check_strengths,
     require_token_field,
 )
-from synthmix.generation.sd.config import PromptConfig, SDCommon
+from synthmix.generation.sd.config import PromptConfig, SDCommon, check_strengths
 from synthmix.generation.sd.lora import LoRAConfig
 from synthmix.generation.sd.prompts import prompt_for, require_token
 from synthmix.generation.sd.text2img import content_hash
