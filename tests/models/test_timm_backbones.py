@@ -160,3 +160,26 @@ def test_import_synthmix_models_stays_light():
     code = ("import sys, synthmix.models; "
             "assert 'timm' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_train_run_with_a_timm_backbone_from_local_weights(tiny_folder, tmp_path):
+    """The study path: a TrainRunConfig names a timm model and a weights file; training,
+    evaluation (Grad-CAM included) and final.pt work, and final.pt loads into a fresh model."""
+    from safetensors.torch import save_file
+
+    from synthmix.training.checkpoint import load_weights
+    from synthmix.training.train import TrainRunConfig, train_run
+
+    torch.manual_seed(0)
+    src = create_model("timm:test_resnet", 3)
+    save_file({k: v.contiguous() for k, v in src.backbone.net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    cfg = TrainRunConfig(folder=tiny_folder, val_fraction=0.25, train={
+        "model": "timm:test_resnet", "model_kwargs": {"weights": str(tmp_path / "w.safetensors")},
+        "input_size": 32, "epochs": 1, "batch_size": 8, "device": "cpu", "backbone_lr_mult": 0.1,
+        "finetune": {"mode": "partial", "blocks": 1}, "normalization": "inception"})
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    assert res["eval"]["test"]["accuracy"] is not None
+    assert (tmp_path / "run" / "eval" / "test" / "gradcam.png").exists()
+    fresh = create_model("timm:test_resnet", 3)
+    load_weights(tmp_path / "run" / "checkpoints" / "final.pt", fresh)
