@@ -8,7 +8,7 @@ The img2img generator is shared with ``type: diffmix`` (:mod:`~synthmix.generati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,6 +183,20 @@ def _by_adapter(rows: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
+def render_per_adapter(pipe, rows: Sequence[dict[str, Any]],
+                       render: Callable[[list[dict[str, Any]]], list[Any]]) -> list[Any]:
+    """Images of ``rows`` in row order: ``render`` called once per adapter with that adapter active
+    (rows grouped by their ``checkpoint``); the base model is active again afterwards."""
+    from synthmix.generation.sd.lora import activate
+
+    out: dict[int, Any] = {}
+    for key, idx in sorted(_by_adapter(rows).items()):
+        activate(pipe, key or None)
+        out.update(zip(idx, render([rows[i] for i in idx]), strict=True))
+    activate(pipe, None)
+    return [out[i] for i in range(len(rows))]
+
+
 class AdaptedText2ImgGenerator(Text2ImgGenerator):
     """text2img with the adapter of each row's class active (adapters prepared on first use)."""
 
@@ -204,15 +218,7 @@ class AdaptedText2ImgGenerator(Text2ImgGenerator):
         self._pipeline()
 
     def render(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        from synthmix.generation.sd.lora import activate
-
-        pipe = self._pipeline()
-        out: dict[int, Any] = {}
-        for key, idx in sorted(_by_adapter(rows).items()):
-            activate(pipe, key or None)
-            out.update(zip(idx, super().render([rows[i] for i in idx]), strict=True))
-        activate(pipe, None)
-        return [out[i] for i in range(len(rows))]
+        return render_per_adapter(self._pipeline(), rows, super().render)
 
 
 class AdaptedImg2ImgGenerator(DAFusionGenerator):
@@ -247,17 +253,12 @@ class AdaptedImg2ImgGenerator(DAFusionGenerator):
         self._pipeline()
 
     def render(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        from synthmix.generation.sd.lora import activate
-
-        pipe = self._pipeline()
-        out: dict[int, Any] = {}
-        for key, idx in sorted(_by_adapter(rows).items()):
-            activate(pipe, key or None)
-            sub = [rows[i] for i in idx]
+        def per_strength(sub: list[dict[str, Any]]) -> list[Any]:
             # one pipeline call per strength (a scalar of the call); rows keep their own generators
+            out: dict[int, Any] = {}
             for s in sorted({r["strength"] for r in sub}):
                 js = [j for j, r in enumerate(sub) if r["strength"] == s]
-                images = self.splitter(self._render_batch, [sub[j] for j in js])
-                out.update(zip([idx[j] for j in js], images, strict=True))
-        activate(pipe, None)
-        return [out[i] for i in range(len(rows))]
+                out.update(zip(js, self.splitter(self._render_batch, [sub[j] for j in js]), strict=True))
+            return [out[j] for j in range(len(sub))]
+
+        return render_per_adapter(self._pipeline(), rows, per_strength)
