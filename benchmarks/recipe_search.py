@@ -100,6 +100,50 @@ def run_recipe(name: str, overrides: dict[str, Any], seeds: list[int], out: Path
             "test_ci": summary["splits"]["test"]["accuracy"], "val_ci": summary["splits"]["val"]["accuracy"]}
 
 
+def corruption_eval(name: str, seeds: list[int], out: Path) -> dict[int, dict]:
+    """Accuracy of each seed's final model on the corrupted test split (11 corruptions x 5
+    severities, corruption seed 0), cached in ``seed-<s>/corruptions.json``."""
+    from synthmix.core.config import load_config
+    from synthmix.core.io import atomic_write_json, read_json
+    from synthmix.data.tensors import label_tensor, load_tensor
+    from synthmix.evaluation.robustness import evaluate_corruptions
+    from synthmix.models import create_model
+    from synthmix.training.checkpoint import load_weights
+    from synthmix.training.train import TrainRunConfig, load_rows
+
+    res = {}
+    for s in seeds:
+        run = out / name / f"seed-{s}"
+        cache = run / "corruptions.json"
+        if cache.exists():
+            res[s] = {c: {int(k): v for k, v in sev.items()} for c, sev in read_json(cache).items()}
+            continue
+        cfg = load_config(TrainRunConfig, run / "config.yaml")
+        classes = read_json(run / "classes.json")
+        rows = [r for r in load_rows(cfg) if r.get("split") == "test" and r.get("label") in classes]
+        x = load_tensor(rows, cfg.manifest, cfg.train.input_size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir)
+        y = label_tensor(rows, classes)
+        model = create_model(cfg.train.model, len(classes), **cfg.train.model_args())
+        load_weights(run / "checkpoints" / "final.pt", model)
+        res[s] = evaluate_corruptions(model, x, y, normalization=cfg.train.normalization, seed=0)
+        atomic_write_json(cache, res[s])
+    return res
+
+
+def add_robustness(rows: list[dict], seeds: list[int], out: Path, reference: str = "demo") -> None:
+    """Mean corruption accuracy and mCE relative to ``reference`` (per seed, then averaged)."""
+    from synthmix.evaluation.robustness import corruption_errors, mce, summarize_corruptions
+
+    tables = {r["name"]: corruption_eval(r["name"], seeds, out) for r in rows}
+    for r in rows:
+        r["mean"]["corruption_acc"] = sum(summarize_corruptions(tables[r["name"]][s])["corruption_accuracy"]
+                                          for s in seeds) / len(seeds)
+        if reference in tables:
+            r["mean"]["mce"] = sum(mce({"ref": corruption_errors(tables[reference][s]),
+                                        "x": corruption_errors(tables[r["name"]][s])}, "ref")["x"]
+                                   for s in seeds) / len(seeds)
+
+
 def choose(rows: list[dict]) -> dict:
     """Highest mean val accuracy; ties (equal to 1e-9) broken by lower mean val loss."""
     return sorted(rows, key=lambda r: (-round(r["mean"]["val_acc"], 9), r["mean"]["val_loss"]))[0]
@@ -107,8 +151,8 @@ def choose(rows: list[dict]) -> dict:
 
 def table(rows: list[dict], chosen: str) -> str:
     lines = ["| recipe | model | px | epochs | augment | label smoothing | MixUp / CutMix | val acc | val loss "
-             "| test acc (95 % CI) | test ECE | train s / seed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| test acc (95 % CI) | test ECE | corrupted test acc | mCE vs demo | train s / seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, m = r["train"], r["mean"]
         aug = {id(DEMO_AUG): "demo", id(STRONG_AUG): "strong", id(HEAVY_AUG): "heavy"}.get(id(t["augment"]), "?")
@@ -120,7 +164,8 @@ def table(rows: list[dict], chosen: str) -> str:
         lines.append(f"| {name} | {t['model']} | {t['input_size']} | {t['epochs']} | {aug} | {t['label_smoothing']} "
                      f"| {mix_txt} "
                      f"| {m['val_acc']:.3f} | {m['val_loss']:.3f} | {ci['mean']:.3f} ± {half:.3f} "
-                     f"| {m['test_ece']:.3f} | {m['train_seconds']:.1f} |")
+                     f"| {m['test_ece']:.3f} | {m.get('corruption_acc', float('nan')):.3f} "
+                     f"| {m.get('mce', float('nan')):.3f} | {m['train_seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -144,6 +189,7 @@ def main() -> None:
         r = rows[-1]
         print(f"{name:22s} val acc {r['mean']['val_acc']:.3f} val loss {r['mean']['val_loss']:.3f} "
               f"test acc {r['mean']['test_acc']:.3f}  ({r['wall_seconds']:.0f} s)", flush=True)
+    add_robustness(rows, args.seeds, args.out)
     total = time.perf_counter() - t0
     chosen = choose(rows)
     text = table(rows, chosen["name"])

@@ -144,6 +144,10 @@ def test_mce_of_reference_is_one_and_hand_example():
     # a: (0.2 + 0.2 - 0) / (0.05 + 0.25) = 4/3; b: 0.2 / (0.15 + 0.15) = 2/3 -> 1.0
     rel = relative_mce(errors, {"real": 0.05, "real+id": 0.0}, "real")
     assert rel["real"] == pytest.approx(1.0) and rel["real+id"] == pytest.approx(1.0)
+    # tables read back from JSON (string severities) give the same numbers
+    import json
+
+    assert mce(json.loads(json.dumps(errors)), "real") == mce(errors, "real")
 
 
 def test_mce_skips_a_corruption_without_reference_errors():

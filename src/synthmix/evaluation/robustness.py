@@ -79,6 +79,12 @@ def corruption_errors(acc: Table) -> dict[str, dict[int, float]]:
     return {c: {int(s): 1.0 - float(a) for s, a in sev.items()} for c, sev in acc.items()}
 
 
+def _int_keys(errors_by_setup: Mapping[str, Table]) -> dict[str, dict[str, dict[int, float]]]:
+    """Severity keys as ints (tables read back from JSON have string keys)."""
+    return {k: {c: {int(s): float(v) for s, v in sev.items()} for c, sev in t.items()}
+            for k, t in errors_by_setup.items()}
+
+
 def _check_same_grid(errors_by_setup: Mapping[str, Table], reference_setup: str) -> None:
     if reference_setup not in errors_by_setup:
         raise KeyError(f"reference setup {reference_setup!r} not among {sorted(errors_by_setup)}")
@@ -93,6 +99,7 @@ def _check_same_grid(errors_by_setup: Mapping[str, Table], reference_setup: str)
 def ce_by_corruption(errors_by_setup: Mapping[str, Table], reference_setup: str) -> dict[str, dict[str, float]]:
     """CE_c^f = sum_s E_{s,c}^f / sum_s E_{s,c}^ref for every setup f and corruption c of the
     reference (NaN when the reference makes no error on c)."""
+    errors_by_setup = _int_keys(errors_by_setup)
     _check_same_grid(errors_by_setup, reference_setup)
     ref = errors_by_setup[reference_setup]
     out: dict[str, dict[str, float]] = {}
@@ -122,6 +129,7 @@ def relative_mce(errors_by_setup: Mapping[str, Table], clean_error_by_setup: Map
     """Relative mCE: mean over c of sum_s (E_{s,c}^f - E_clean^f) / sum_s (E_{s,c}^ref - E_clean^ref)
     (how much accuracy a setup *loses* under corruption, relative to the reference's loss).
     Corruptions where the reference loses nothing (denominator <= 0) are left out."""
+    errors_by_setup = _int_keys(errors_by_setup)
     _check_same_grid(errors_by_setup, reference_setup)
     ref = errors_by_setup[reference_setup]
     ref_clean = float(clean_error_by_setup[reference_setup])
