@@ -43,6 +43,21 @@ class CurationConfig(StrictModel):
                                         "report) above this reject share")
 
 
+def run_real_rows(rows: list[dict[str, Any]], manifest: Path, run_cfg,
+                  classes: list[str]) -> tuple[list[dict[str, Any]], Path]:
+    """(real rows of the run's classes, the manifest they come from): those of ``manifest``, or for a
+    manifest of generated rows only, those of the run's own manifest (paths made absolute)."""
+    from synthmix.data.manifest import read_manifest, resolve_path
+
+    wanted = set(classes)
+    real = [r for r in rows if r.get("source") == "real" and r.get("label") in wanted]
+    if real or run_cfg.manifest is None:
+        return real, manifest
+    rm = Path(run_cfg.manifest)
+    return ([{**r, "path": str(resolve_path(rm, r["path"]).resolve())} for r in read_manifest(rm)
+             if r.get("source") == "real" and r.get("label") in wanted], rm)
+
+
 def _load_images(rows, manifest: Path, size: int, preprocess):
     """uint8 [N,3,S,S] of rows that decode, plus {index: error} of those that do not."""
     import numpy as np
@@ -90,13 +105,7 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     size, norm = run_cfg.train.input_size, run_cfg.train.normalization
     pre = run_cfg.preprocess.model_copy(update={"size": size})
     index = {c: i for i, c in enumerate(classes)}
-    real = [r for r in rows if r.get("source") == "real" and r.get("label") in index]
-    real_manifest = manifest
-    if not real and run_cfg.manifest is not None:  # a manifest of generated rows only: use the run's data
-        real_manifest = Path(run_cfg.manifest)
-        real = [{**r, "path": str(resolve_path(real_manifest, r["path"]).resolve())}
-                for r in read_manifest(real_manifest)
-                if r.get("source") == "real" and r.get("label") in index]
+    real, real_manifest = run_real_rows(rows, manifest, run_cfg, classes)
     train = [r for r in real if r.get("split") == "train"]
     val = [r for r in real if r.get("split") == "val"]
     if not train or not val:

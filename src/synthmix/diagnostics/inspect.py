@@ -1,7 +1,7 @@
 """``inspect_manifest``: every diagnostic of the synthetic rows of a manifest, per role and class.
 
 ``inspect_manifest(manifest, run_dir, out_dir, cfg=None, *, cas_runs=()) -> dict`` loads the
-classifier of a finished real-trained run (``evaluation.evaluate.load_run_model``), the real
+classifier of a finished real-trained run (``training.rundir.load_run_model``), the real
 train / val / test rows (from ``manifest``, or from the run's own manifest when ``manifest`` holds
 only generated rows) and the synthetic rows whose role is in ``cfg.roles``; then, for each role
 ("group") overall and per class, synthetic vs the real TRAIN images of the same class:
@@ -114,34 +114,12 @@ def set_metrics(real_f: np.ndarray, fake_f: np.ndarray, logits: np.ndarray, y: n
     return {k: _finite(v) for k, v in out.items()}
 
 
-def _real_rows(rows, manifest: Path, run_cfg, index) -> tuple[list[dict], Path]:
-    """Real rows of the run's classes: from ``manifest``, else from the run's own manifest."""
-    from synthmix.data.manifest import read_manifest, resolve_path
-
-    real = [r for r in rows if r.get("source") == "real" and r.get("label") in index]
-    if real or run_cfg.manifest is None:
-        return real, manifest
-    rm = Path(run_cfg.manifest)
-    return ([{**r, "path": str(resolve_path(rm, r["path"]))} for r in read_manifest(rm)
-             if r.get("source") == "real" and r.get("label") in index], rm)
-
-
-def load_run_model(run_dir: str | Path):
-    """(model, TrainRunConfig, classes) of a finished run, wherever the project keeps the loader
-    (it moved from ``evaluation.evaluate`` to ``training.rundir``)."""
-    try:
-        from synthmix.training.rundir import load_run_model as load
-    except ModuleNotFoundError:
-        from synthmix.evaluation.evaluate import load_run_model as load
-    return load(run_dir)
-
-
 def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Path,
                      cfg: InspectConfig | None = None, *, cas_runs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Diagnostics of the synthetic rows of ``manifest`` (see the module docstring)."""
     from synthmix.core.errors import DataError
     from synthmix.core.io import atomic_write_json
-    from synthmix.curation.run import _load_images
+    from synthmix.curation.run import _load_images, run_real_rows
     from synthmix.data.manifest import read_manifest
     from synthmix.diagnostics.features import feature_space
     from synthmix.diagnostics.labels import cas_from_run
@@ -153,6 +131,7 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
         nearest_pixels,
     )
     from synthmix.evaluation.features import extract
+    from synthmix.training.rundir import load_run_model
 
     cfg = cfg or InspectConfig()
     manifest, out_dir = Path(manifest), Path(out_dir)
@@ -161,7 +140,7 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
     size, norm = run_cfg.train.input_size, run_cfg.train.normalization
     pre = run_cfg.preprocess.model_copy(update={"size": size})
     index = {c: i for i, c in enumerate(classes)}
-    real, real_manifest = _real_rows(rows, manifest, run_cfg, index)
+    real, real_manifest = run_real_rows(rows, manifest, run_cfg, classes)
     split = {s: [r for r in real if r.get("split") == s] for s in ("train", "val", "test")}
     if not split["train"]:
         raise DataError(real_manifest, f"no real train rows of the run's classes {classes}: the "
