@@ -96,8 +96,17 @@ def test_inspect_flags_copies_and_leaks_and_writes_relative_paths(study, tmp_pat
     h = headline(d)
     assert set(h) >= {"precision", "recall", "fid", "kid", "agreement", "memorised_train"}
     # the same from a manifest with real + synthetic rows (relative synthetic paths)
-    d2 = inspect_manifest(study["manifest"], study["run"], tmp_path / "d2", cfg)
+    cas_runs = []
+    for seed, acc in enumerate((0.5, 0.7)):  # synthetic-only runs, as the study would train them
+        m = tmp_path / f"syn-only-{seed}" / "eval" / "test"
+        m.mkdir(parents=True)
+        (m / "metrics.json").write_text(json.dumps({"accuracy": acc, "n_labelled": 12,
+                                                    "per_class": {"apple": {"recall": acc}}}))
+        cas_runs.append(m.parents[1])
+    d2 = inspect_manifest(study["manifest"], study["run"], tmp_path / "d2", cfg, cas_runs=cas_runs)
     assert d2["groups"]["in_dist"]["overall"]["memorised_train_pixel"] == pytest.approx(6 / 21)
+    assert d2["cas"]["cas"] == pytest.approx(0.6) and d2["cas"]["per_class"] == {"apple": pytest.approx(0.6)}
+    assert d2["cas"]["runs"] == ["../syn-only-0", "../syn-only-1"] and headline(d2)["cas"] == pytest.approx(0.6)
 
 
 def test_identical_set_through_inspect_has_full_precision_recall(study, tmp_path):

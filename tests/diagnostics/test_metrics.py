@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,19 @@ def test_relate_marks_few_setups_descriptive():
     r = relate(many, {f"s{i}": float(i % 3) for i in range(6)})[0]
     assert not r["descriptive"] and r["n"] == 6
     assert r["p_value"] == pytest.approx(spearmanr(range(6), [i % 3 for i in range(6)]).pvalue)
+
+
+def test_cas_reads_a_synthetic_only_runs_real_test_accuracy(tmp_path):
+    from synthmix.core.errors import DataError
+    from synthmix.diagnostics.labels import cas_from_run
+
+    d = tmp_path / "run" / "eval" / "test"
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({
+        "accuracy": 0.8, "n": 10, "n_labelled": 10,
+        "per_class": {"apple": {"recall": 1.0, "precision": 0.7}, "banana": {"recall": 0.6},
+                      "macro avg": 0.5}}))
+    c = cas_from_run(tmp_path / "run")
+    assert c["cas"] == 0.8 and c["per_class"] == {"apple": 1.0, "banana": 0.6} and c["n"] == 10
+    with pytest.raises(DataError, match="CAS needs the run evaluated"):
+        cas_from_run(tmp_path / "run", split="val")
