@@ -199,3 +199,49 @@ def test_captions_from_a_local_captioner_fill_prompts_and_are_cached(tmp_path):
     # cached: the same prompts without the model
     shutil.rmtree(blip)
     assert build_text2img(cfg, real, manifest, tmp_path / "out", pipe=object())[1] == rows
+
+
+def test_textual_inversion_with_several_vectors_per_token(tmp_path):
+    """DA-Fusion's recipe learns one vector per word piece of the class name: <tok>, <tok>_1, ..."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+    from sd_helpers import real_manifest
+
+    from synthmix.data.images import load_rgb
+    from synthmix.data.manifest import read_manifest, train_rows
+    from synthmix.generation.jobs import GenerateConfig, run_generate
+    from synthmix.generation.sd.config import DAFusionConfig, TextualInversionConfig, content_dump
+    from synthmix.generation.sd.pipeline import load_pipeline
+    from synthmix.generation.sd.textual_inversion import initial_vectors, num_vectors, train_token
+    from synthmix.generation.sd.tiny import build_tiny_pipeline
+
+    model = build_tiny_pipeline(tmp_path / "tiny-sd")
+    manifest = real_manifest(tmp_path / "data", {"apple": 2, "banana": 1})
+    cfg = parse_config(DAFusionConfig, {"model": str(model), "steps": 10, "width": 32, "height": 32, "strengths": [0.5],
+                                        "textual_inversion": {"steps": 2, "batch_size": 2, "resolution": 32,
+                                                              "vectors": 2}})
+    pipe = load_pipeline(cfg, "img2img", "cpu")
+    tok, te = pipe.tokenizer, pipe.text_encoder
+    vocab, before = len(tok), te.get_input_embeddings().weight.detach().clone()
+    images = [load_rgb(r["path"]) for r in train_rows(read_manifest(manifest)) if r["label"] == "apple"]
+    res = train_token(pipe, images, "<apple>", "apple", cfg.textual_inversion, tmp_path / "ti", "cpu", fp="v2")
+    assert res.embedding.shape == (2, 32) and len(res.losses) == 2
+    assert tok.convert_tokens_to_ids(["<apple>", "<apple>_1"]) == [vocab, vocab + 1]
+    table = te.get_input_embeddings().weight.detach()
+    assert torch.equal(table[:vocab], before[:vocab]) and torch.equal(table[vocab:vocab + 2], res.embedding)
+    assert pipe.maybe_convert_prompt("a photo of a <apple>", tok) == "a photo of a <apple> <apple>_1"
+    assert load_file(str(tmp_path / "ti/apple.safetensors"))["<apple>"].shape == (2, 32)
+    # "pieces": one vector per word piece of the initializer, each starting from that piece
+    pieces = TextualInversionConfig(vectors="pieces")
+    assert num_vectors(pieces, tok, "photo apple") == 2 and num_vectors(pieces, tok, "apple") == 1
+    ids = tok("photo apple", add_special_tokens=False).input_ids
+    np.testing.assert_array_equal(initial_vectors(tok, te, "photo apple", 2).numpy(), before[ids].numpy())
+    # the default (1 vector) keeps the content hash of configs written before the field existed
+    assert "vectors" not in content_dump(TextualInversionConfig()) and "vectors" in content_dump(pieces)
+    # through the job: prompts keep "<apple>", the recipe records the vectors, images are made
+    job = GenerateConfig(manifest=manifest, out_dir=tmp_path / "out", generator={
+        "type": "dafusion", **{k: v for k, v in cfg.model_dump(mode="json").items() if k != "speed"}})
+    assert run_generate(job)["ok"] == 3
+    rows = read_manifest(tmp_path / "out/manifest.jsonl")
+    assert all(r["prompt"] == f"a photo of a <{r['label']}>" and r["recipe"]["vectors"] == 2 for r in rows)

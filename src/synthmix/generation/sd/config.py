@@ -33,13 +33,15 @@ DEFAULT_NEGATIVE = "blurry, low quality, drawing, cartoon, text, watermark"
 # Fields added after images were first made with these configs: left out of content hashes while
 # unset, so the ids (and files) of images made before they existed stay valid.
 _ADDED_FIELDS = ("contexts", "captions", "load_from", "recipe")
+_ADDED_DEFAULTS = {"vectors": 1}  # added fields left out while at these defaults
 
 
 def content_dump(model, exclude=None) -> dict:
     """``model.model_dump(mode="json", exclude=exclude)`` without unset :data:`_ADDED_FIELDS` (any depth)."""
     def strip(d):
         if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if not (k in _ADDED_FIELDS and v in (None, {}, []))}
+            return {k: strip(v) for k, v in d.items() if not (k in _ADDED_FIELDS and v in (None, {}, []))
+                    and not (k in _ADDED_DEFAULTS and v == _ADDED_DEFAULTS[k])}
         return d
 
     return strip(model.model_dump(mode="json", exclude=exclude))
@@ -235,6 +237,16 @@ class TextualInversionConfig(StrictModel):
     recipe: str | None = None
     load_from: str | None = None
     enabled: bool = True
+    # vectors per class token: <apple>, <apple>_1, ...; "pieces": one per word piece of the
+    # initializer (DA-Fusion); prompts keep "<apple>", the pipeline expands it to all of them
+    vectors: int | Literal["pieces"] = 1
+
+    @field_validator("vectors")
+    @classmethod
+    def _vectors(cls, v):
+        if v != "pieces" and v < 1:
+            raise ValueError(f"must be >= 1 or 'pieces' (got {v})")
+        return v
     steps: int = Field(1000, ge=0)
     learning_rate: float = Field(5e-4, gt=0)
     batch_size: int = Field(4, ge=1)

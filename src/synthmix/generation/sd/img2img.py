@@ -132,7 +132,7 @@ class DAFusionGenerator:
             init = ti.initializer or class_name(label, self.cfg.prompts.names)
             fp = fingerprint(self.cfg.model, self.revision, ti, token, init, [pid for pid, _ in items])
             if ti.load_from:
-                self.ti_results[label] = load_token(self.pipe, token, ti.load_from)
+                self.ti_results[label] = load_token(self.pipe, token, ti.load_from, ti.vectors)
                 continue
             images = [load_rgb(p) for _, p in items]
             if not (self.out_dir / TI_DIR / ti_filename(token)).exists():

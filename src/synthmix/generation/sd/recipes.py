@@ -39,14 +39,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(
         name="dafusion",
         kind="textual_inversion",
-        settings={"steps": 1000, "learning_rate": 5.0e-4, "batch_size": 4, "resolution": 512, "flip": True},
+        settings={"steps": 1000, "learning_rate": 5.0e-4, "batch_size": 4, "resolution": 512, "flip": True,
+                  "vectors": "pieces"},
         base_model="CompVis/stable-diffusion-v1-4",
         source="DA-Fusion (Trabucco et al., ICLR 2024), github.com/brandontrabucco/da-fusion: fine_tune.py "
                "(initialises one new token per word piece of the class name from that piece's embedding, "
                "constant lr, AdamW weight decay 1e-2, 512 px); the launch settings (1000 steps, batch 4, "
                "lr 5e-4 with --scale_lr, SD 1.4, fp16) are those of the repository's README example",
-        differs=("synthmix learns ONE vector per class (initialised from the mean of the class-name pieces); "
-                 "DA-Fusion learns one vector per word piece of the class name",
+        differs=("DA-Fusion trains the pieces' tokens of all classes in one run and shares a piece between "
+                 "classes whose names share it ('<red>' in 'red apple' and 'red pepper'); synthmix gives each "
+                 "class its own tokens (<red_apple>, <red_apple>_1, ...) initialised from its pieces",
                  "DA-Fusion's --scale_lr multiplies lr by the number of GPUs x accumulation / classes per batch; "
                  "synthmix uses lr as given",
                  "synthmix trains each class separately; fine_tune.py trains all classes in one run with a "
@@ -115,7 +117,7 @@ def apply_recipe(data: Any, kind: str) -> Any:
 
 # Settings of each kind written into the ``recipe`` column of the rows it makes.
 RECORDED: dict[str, tuple[str, ...]] = {
-    "textual_inversion": ("steps", "learning_rate", "batch_size", "resolution", "flip", "seed"),
+    "textual_inversion": ("steps", "learning_rate", "batch_size", "resolution", "flip", "vectors", "seed"),
     "lora": ("rank", "alpha", "steps", "learning_rate", "batch_size", "resolution", "text_encoder", "per_class",
              "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm", "prior", "seed"),
 }
@@ -127,8 +129,6 @@ def recipe_record(kind: str, section, model: str, **more: Any) -> dict[str, Any]
     d = section.model_dump(mode="json")
     out: dict[str, Any] = {"name": section.recipe or "custom", "kind": kind, "model": model}
     out.update({k: d[k] for k in RECORDED[kind] if k in d})
-    if kind == "textual_inversion":
-        out["vectors_per_token"] = 1
     if section.recipe:
         out["published_base_model"] = RECIPES[section.recipe].base_model
     out.update(more)

@@ -95,6 +95,41 @@ def initial_embedding(tokenizer, text_encoder, words: str):
         return table[torch.tensor(ids, device=table.device)].float().mean(0).cpu()
 
 
+def token_list(token: str, n: int) -> list[str]:
+    """The tokens of a class learned with ``n`` vectors: ``<apple>``, ``<apple>_1``, ... (diffusers'
+    multi-vector naming: its pipelines expand ``<apple>`` in a prompt to all of them)."""
+    return [token] + [f"{token}_{i}" for i in range(1, n)]
+
+
+def num_vectors(cfg, tokenizer, init_words: str) -> int:
+    """Vectors per class token: ``cfg.vectors``, or with ``"pieces"`` one per word piece of the
+    initializer words (DA-Fusion: ``<piece>`` per BPE piece of the class name)."""
+    if cfg.vectors == "pieces":
+        return max(1, len(tokenizer(init_words, add_special_tokens=False).input_ids))
+    return int(cfg.vectors)
+
+
+def initial_vectors(tokenizer, text_encoder, words: str, n: int):
+    """[n, D] starting vectors: the embedding of each word piece of ``words`` when it has exactly
+    ``n`` pieces (DA-Fusion), else ``n`` copies of their mean."""
+    import torch
+
+    ids = tokenizer(words, add_special_tokens=False).input_ids
+    table = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        if len(ids) == n:
+            return table[torch.tensor(ids, device=table.device)].float().cpu().clone()
+    return initial_embedding(tokenizer, text_encoder, words).expand(n, -1).clone()
+
+
+def _install_file_rows(pipe, token: str, rows, path: Path, step: int) -> TIResult:
+    """Install a token file's ``[n, D]`` rows as ``token_list(token, n)``; returns its TIResult."""
+    rows = rows.reshape(-1, rows.shape[-1])
+    n = rows.shape[0]
+    install_tokens(pipe.tokenizer, pipe.text_encoder, dict(zip(token_list(token, n), rows, strict=True)))
+    return TIResult(token, (rows.reshape(-1) if n == 1 else rows).float(), path, [], step)
+
+
 def fingerprint(model: str, revision: str | None, cfg, token: str, init_words: str,
                 image_ids: Sequence[str]) -> str:
     """What a learned embedding depends on; a checkpoint with another fingerprint is not reused."""
@@ -122,8 +157,9 @@ def check_token_files(folder: str | Path, tokens: Sequence[str]) -> None:
                           "leave the token as meaningless characters in the prompt")
 
 
-def load_token(pipe, token: str, folder: str | Path) -> TIResult:
-    """Install the finished embedding of ``token`` from ``<folder>/<name>.safetensors`` (``{token: [1, D]}``).
+def load_token(pipe, token: str, folder: str | Path, vectors: int | str | None = None) -> TIResult:
+    """Install the finished embedding of ``token`` from ``<folder>/<name>.safetensors`` (``{token: [n, D]}``;
+    ``n > 1`` rows become ``<token>``, ``<token>_1``, ...; ``vectors`` (an int) must then equal ``n``).
 
     The file must hold exactly this token with the text encoder's width: a file for another token or
     model fails with a :class:`ConfigError` naming it (diffusers would load a mismatched file silently
@@ -139,11 +175,13 @@ def load_token(pipe, token: str, folder: str | Path) -> TIResult:
         emb = f.get_tensor(token)
         step = int((f.metadata() or {}).get("step", 0))
     width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
-    if emb.reshape(-1).shape[0] != width:
-        raise ConfigError(f"{path}: embedding of width {emb.reshape(-1).shape[0]}, but the text encoder of this "
+    if emb.shape[-1] != width:
+        raise ConfigError(f"{path}: embedding of width {emb.shape[-1]}, but the text encoder of this "
                           f"model has width {width}: the token was learned for another base model")
-    install_tokens(pipe.tokenizer, pipe.text_encoder, {token: emb})
-    return TIResult(token, emb.reshape(-1).float(), path, [], step)
+    n = emb.reshape(-1, width).shape[0]
+    if vectors not in (None, "pieces") and int(vectors) != n:
+        raise ConfigError(f"{path}: {n} vector(s) for {token}, but textual_inversion.vectors is {vectors}")
+    return _install_file_rows(pipe, token, emb, path, step)
 
 
 def check_tokens_known(tokenizer, prompts: Sequence[str], tokens: Sequence[str]) -> None:
@@ -229,23 +267,28 @@ def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | P
     state_path = out_dir / ti_filename(token, ".state.safetensors")
     if final.exists():
         step, tensors = _load_state(final, fp)
-        install_tokens(pipe.tokenizer, pipe.text_encoder, {token: tensors[token]})
-        return TIResult(token, tensors[token].reshape(-1).float(), final, [], step)
+        return _install_file_rows(pipe, token, tensors[token], final, step)
 
     tok, te, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
-    init = initial_embedding(tok, te, init_words)
-    (token_id,) = install_tokens(tok, te, {token: init})
+    n = num_vectors(cfg, tok, init_words)
+    if n == 1:
+        init = initial_embedding(tok, te, init_words)
+        (token_id,) = install_tokens(tok, te, {token: init})
+    else:  # several vectors: <token>, <token>_1, ... (diffusers' multi-vector naming)
+        init = initial_vectors(tok, te, init_words, n)
+        token_ids = install_tokens(tok, te, dict(zip(token_list(token, n), init, strict=True)))
     emb = torch.nn.Parameter(init.clone().to(device))
     opt = torch.optim.AdamW([emb], lr=cfg.learning_rate, weight_decay=0.0)
     start = 0
     if state_path.exists():
         start, tensors = _load_state(state_path, fp)
         with torch.no_grad():
-            emb.copy_(tensors["embedding"].to(device))
+            emb.copy_(tensors["embedding"].reshape(emb.shape).to(device))
         if "exp_avg" in tensors:
             sd = opt.state_dict()
-            sd["state"] = {0: {"step": torch.tensor(float(start)), "exp_avg": tensors["exp_avg"].to(device),
-                               "exp_avg_sq": tensors["exp_avg_sq"].to(device)}}
+            sd["state"] = {0: {"step": torch.tensor(float(start)),
+                               "exp_avg": tensors["exp_avg"].reshape(emb.shape).to(device),
+                               "exp_avg_sq": tensors["exp_avg_sq"].reshape(emb.shape).to(device)}}
             opt.load_state_dict(sd)
         log.info("%s: resuming textual inversion at step %d", token, start)
 
@@ -255,14 +298,18 @@ def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | P
     scale = pipe.vae.config.scaling_factor
     shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0
     lat_mean, lat_std = _encode_images(pipe, images, cfg.resolution, cfg.flip, device)
-    prompts = [t.format(token=token) for t in cfg.templates]
+    prompts = [t.format(token=" ".join(token_list(token, n))) for t in cfg.templates]
     ids_all = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids.to(device)
 
     def substitute(_module, inputs, output):
         # the new token's rows come from the learned vector: gradients reach only ``emb``
-        mask = (inputs[0] == token_id).unsqueeze(-1)
-        return torch.where(mask, emb.to(output.dtype), output)
+        if n == 1:
+            mask = (inputs[0] == token_id).unsqueeze(-1)
+            return torch.where(mask, emb.to(output.dtype), output)
+        for i, tid in enumerate(token_ids):
+            output = torch.where((inputs[0] == tid).unsqueeze(-1), emb[i].to(output.dtype), output)
+        return output
 
     hook = te.get_input_embeddings().register_forward_hook(substitute)
     for p in (*te.parameters(), *unet.parameters(), *pipe.vae.parameters()):
@@ -294,9 +341,9 @@ def train_token(pipe, images, token: str, init_words: str, cfg, out_dir: str | P
     finally:
         hook.remove()
     learned = emb.detach().float().cpu()
-    install_tokens(tok, te, {token: learned})
+    install_tokens(tok, te, dict(zip(token_list(token, n), learned.reshape(n, -1), strict=True)))
     with atomic_path(final) as tmp:
-        save_file({token: learned.reshape(1, -1).contiguous()}, str(tmp),
-                  metadata={"step": str(cfg.steps), "fingerprint": fp, "init": init_words})
+        save_file({token: learned.reshape(n, -1).contiguous()}, str(tmp),
+                  metadata={"step": str(cfg.steps), "fingerprint": fp, "init": init_words, "vectors": str(n)})
     state_path.unlink(missing_ok=True)
     return TIResult(token, learned, final, losses, start)
