@@ -152,3 +152,54 @@ def test_fit_with_mixup_is_deterministic():
         fit(m, _data(), None, _cfg(epochs=2, mixup={"mixup_alpha": 0.2, "cutmix_alpha": 1.0}), progress=False)
         outs.append(_snapshot(m))
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+def test_weight_ema_update_by_hand():
+    from synthmix.training.ema import WeightEma
+
+    m = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema = WeightEma(m, 0.9)
+    with torch.no_grad():
+        m.weight.fill_(3.0)
+    ema.update(m)  # 0.9 * 1 + 0.1 * 3
+    assert torch.allclose(ema.state["weight"], torch.full((1, 2), 1.2))
+    with ema.swapped(m):
+        assert torch.allclose(m.weight, torch.full((1, 2), 1.2))
+    assert torch.allclose(m.weight, torch.full((1, 2), 3.0))
+
+
+def test_fit_with_ema_resumes_exactly(tmp_path):
+    x, y = _data()
+    val = (x[:9], y[:9])
+    cfg = _cfg(epochs=3, ema_decay=0.9, mixup={"mixup_alpha": 0.2})
+
+    torch.manual_seed(0)
+    ref = create_model("tiny_cnn", 3, input_size=32)
+    fit(ref, (x, y), val, cfg, tmp_path / "a", progress=False)
+
+    class Kill(Exception):
+        pass
+
+    def kill(epoch, record):
+        if epoch == 1:
+            raise Kill
+
+    torch.manual_seed(0)
+    m = create_model("tiny_cnn", 3, input_size=32)
+    with pytest.raises(Kill):
+        fit(m, (x, y), val, cfg, tmp_path / "b", progress=False, on_epoch_end=kill)
+    torch.manual_seed(0)
+    m2 = create_model("tiny_cnn", 3, input_size=32)
+    r = fit(m2, (x, y), val, cfg, tmp_path / "b", progress=False)
+    assert r.resumed_from_epoch == 2
+    assert all(torch.equal(v, m2.state_dict()[k]) for k, v in ref.state_dict().items())
+    # without validation the final weights are the average, not the last step's
+    torch.manual_seed(0)
+    a = create_model("tiny_cnn", 3, input_size=32)
+    fit(a, (x, y), None, _cfg(epochs=2), progress=False)
+    torch.manual_seed(0)
+    b = create_model("tiny_cnn", 3, input_size=32)
+    fit(b, (x, y), None, _cfg(epochs=2, ema_decay=0.5), progress=False)
+    assert not torch.equal(a.head[-1].weight, b.head[-1].weight)

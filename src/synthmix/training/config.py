@@ -23,6 +23,7 @@ YAML form (all fields optional, defaults shown where it matters)::
     normalization: imagenet   # imagenet | inception | clip | none (see synthmix.models.model_defaults)
     backbone_lr_mult: 1.0     # backbone lr = lr * this (0.1 for a pretrained backbone)
     mixup: {mixup_alpha: 0, cutmix_alpha: 0}   # MixUp / CutMix per batch (training/mixup.py)
+    ema_decay: null           # EMA of the weights (0.99 ...): validation + final weights (training/ema.py)
     finetune: {mode: full}    # full | head | partial (blocks: N) | lora (lora_rank, lora_alpha); training/finetune.py
     seed: 0
     device: auto
@@ -69,6 +70,8 @@ class TrainConfig(StrictModel):
     backbone_lr_mult: float = Field(1.0, ge=0, le=1, description="backbone lr = lr * this (the head gets lr): "
                                     "e.g. 0.1 to fine-tune a pretrained backbone")
     mixup: MixupConfig = Field(default_factory=MixupConfig, description="MixUp / CutMix (off by default)")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of the weights (e.g. 0.99); validation "
+                                    "and the final weights use the average (training/ema.py)")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="which parameters train: "
                                      "full | head | partial (last N blocks) | lora")
     seed: int = 0

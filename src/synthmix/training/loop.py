@@ -33,6 +33,7 @@ with the checkpoint, so a seeded CPU run is bit-reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from synthmix.core.hashing import config_hash
 from synthmix.core.schedule import lr_schedule
 from synthmix.training.checkpoint import load_checkpoint, save_checkpoint
 from synthmix.training.config import TrainConfig
+from synthmix.training.ema import WeightEma
 from synthmix.training.finetune import apply_finetune, freeze_bn_stats, merge_finetune
 from synthmix.training.mixup import mix_batch
 
@@ -126,6 +128,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     apply_finetune(model, cfg.finetune)  # which parameters train (head / partial / LoRA)
     optimizer = _make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch, total_steps))
+    ema = WeightEma(model, cfg.ema_decay) if cfg.ema_decay else None  # averaged weights (validation, final)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     torch.manual_seed(cfg.seed)
@@ -153,6 +156,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         perm_gen.set_state(ck["rng"]["perm"])
         aug_gen.set_state(ck["rng"]["augment"])
         if out_gen is not None:
@@ -208,6 +213,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                 (loss * weight if weight != 1.0 else loss).backward()
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 loss_sum += loss.detach() * k
                 correct += (logits.argmax(1) == yb)[:k].sum()
                 if bar is not None:
@@ -222,8 +229,9 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                                       "train_acc": correct.item() / n_epoch,
                                       "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
             if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs):
-                record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg, dist)
-                _track_best(best, record, epoch, model, cfg)
+                with ema.swapped(model) if ema is not None else contextlib.nullcontext():
+                    record["val_loss"], record["val_acc"] = _validate(model, x_val, y_val, cfg, dist)
+                    _track_best(best, record, epoch, model, cfg)
             history.append(record)
             stopped = bool(cfg.early_stopping_patience and best["bad"] >= cfg.early_stopping_patience)
             if writer is not None:
@@ -237,7 +245,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history,
                     "rng": _rng_states(perm_gen, aug_gen, out_gen),
-                    "best": best,
+                    "best": best, **({"ema": ema.state_dict()} if ema is not None else {}),
                 })
             if dist is not None:
                 dist.barrier()  # no rank runs ahead of the last written checkpoint
@@ -255,6 +263,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    elif ema is not None:  # no validation: the averaged weights of the last step
+        model.load_state_dict(ema.state)
     if cfg.finetune.mode == "lora":
         merge_finetune(model)  # plain weights again: final.pt loads into a fresh model
     return FitResult(history=history, best_epoch=best["epoch"], best_metric=best["metric"],
