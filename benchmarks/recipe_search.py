@@ -70,6 +70,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "r32-e60-strong-mixup": recipe(32, 60, STRONG_AUG, warmup_epochs=1, mixup={"mixup_alpha": 0.2}),
     "r32-e60-strong-cutmix": recipe(32, 60, STRONG_AUG, warmup_epochs=1, mixup={"cutmix_alpha": 1.0}),
     "r48-e60-strong-cutmix": recipe(48, 60, STRONG_AUG, warmup_epochs=1, mixup={"cutmix_alpha": 1.0}),
+    "r32-e60-strong-ema": recipe(32, 60, STRONG_AUG, warmup_epochs=1, ema_decay=0.99),
+    "r48-e60-strong-ema": recipe(48, 60, STRONG_AUG, warmup_epochs=1, ema_decay=0.99),
 }
 
 
@@ -150,7 +152,7 @@ def choose(rows: list[dict]) -> dict:
 
 
 def table(rows: list[dict], chosen: str) -> str:
-    lines = ["| recipe | model | px | epochs | augment | label smoothing | MixUp / CutMix | val acc | val loss "
+    lines = ["| recipe | model | px | epochs | augment | label smoothing | MixUp / CutMix / EMA | val acc | val loss "
              "| test acc (95 % CI) | test ECE | corrupted test acc | mCE vs demo | train s / seed |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -161,6 +163,8 @@ def table(rows: list[dict], chosen: str) -> str:
         half = ci["hi"] - ci["mean"] if ci["hi"] is not None else float("nan")
         mix = t.get("mixup") or {}
         mix_txt = ", ".join(f"{k.split('_')[0]} {v}" for k, v in mix.items()) or "-"
+        if t.get("ema_decay"):
+            mix_txt += f"; EMA {t['ema_decay']}"
         lines.append(f"| {name} | {t['model']} | {t['input_size']} | {t['epochs']} | {aug} | {t['label_smoothing']} "
                      f"| {mix_txt} "
                      f"| {m['val_acc']:.3f} | {m['val_loss']:.3f} | {ci['mean']:.3f} ± {half:.3f} "
