@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from synthmix.core.seeding import derive_seed
 from synthmix.data.augment import AugmentConfig
 
 CLASSIFIER_AUGMENT = AugmentConfig(hflip=0.5, crop_scale=(0.75, 1.0), brightness=0.1, contrast=0.1)
@@ -194,7 +195,7 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     if img2img_synthetic_only and s_in is not None:
         scfg = EmbeddedGenerateConfig(checkpoint=str(checkpoint), img2img_per_parent=1, in_dist_strengths=[s_in],
                                       near_ood_strengths=[], guidance=guidance, steps=steps, sampler=sampler,
-                                      seed=seed + 1, precision=precision)
+                                      seed=derive_seed(seed, "img2img-synthetic-only"), precision=precision)
         planned = plan_rows(scfg, loaded, train)
         xi = render_all(gen, planned)
         clf = train_classifier(xi, label_tensor(planned, classes), len(classes), epochs=classifier_epochs,

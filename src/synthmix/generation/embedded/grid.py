@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from synthmix.core.io import atomic_path
+from synthmix.core.seeding import derive_seed
 
 
 def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, scale: int = 2) -> Path:
@@ -38,7 +39,7 @@ def save_sample_grid(model, cfg, classes: Sequence[str], path: str | Path, per_c
     model.eval()
     rows = []
     for c in range(len(classes)):
-        gens = [torch.Generator().manual_seed(seed * 1000 + c * 100 + i) for i in range(per_class)]
+        gens = [torch.Generator().manual_seed(derive_seed(seed, "grid", c, i)) for i in range(per_class)]
         cond = torch.full((per_class,), c, dtype=torch.long)
         rows.append(to_unit(denoise(model, cfg.model, cond, gens, steps=cfg.sample_steps,
                                     guidance=cfg.guidance, precision=getattr(cfg, "precision", "fp32"))).cpu())

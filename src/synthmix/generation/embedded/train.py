@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from synthmix.core.errors import ConfigError, DataError, TrainingError
 from synthmix.core.hashing import config_hash
 from synthmix.core.io import append_jsonl, atomic_write_json
+from synthmix.core.schedule import lr_schedule
 from synthmix.generation.embedded.checkpoint import CHECKPOINT_NAME, load_state, save_checkpoint
 from synthmix.generation.embedded.config import TrainConfig
 
@@ -57,10 +57,7 @@ def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, li
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10 % at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return lr_schedule(step, total=cfg.steps, warmup=cfg.warmup_steps, floor=0.1, base=cfg.lr)
 
 
 def diffusion_loss(model, sched, x0: torch.Tensor, cond: torch.Tensor, gen: torch.Generator,
