@@ -25,9 +25,11 @@ def inspect_cmd(
                                        "seed): its real-test accuracy is the CAS."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the table as markdown instead."),
 ) -> None:
-    """Fidelity (precision, density, FID, KID), coverage (recall, coverage), diversity, label
-    agreement and memorisation (nearest real train / test image) of the synthetic images, per role
-    and class, next to real validation images as a reference. Writes diagnostics.json and PNG grids."""
+    """Diagnostics of synthetic images: fidelity, coverage, diversity, labels, memorisation.
+
+    Per role and class, synthetic vs real train images: precision, recall, density, coverage, FID,
+    KID, diversity, label agreement, nearest real train / test image (copy test), with real
+    validation images as a reference. Writes diagnostics.json and PNG grids."""
     from synthmix.core.config import load_config, parse_config
     from synthmix.diagnostics.inspect import InspectConfig, inspect_manifest, markdown_table
 

@@ -161,8 +161,12 @@ def export_dataset(source: str | Path, out_dir: str | Path, cfg: ExportConfig | 
                 df[c] = df[c].map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
         df.to_parquet(tmp / "manifest.parquet", index=False)
         counts = {s: dict(Counter(m["role"] for m in ms)) for s, ms in meta.items()}
+        warnings = [] if any(r.get("source") == "real" for r in rows) else [
+            "no real images: this manifest holds generated rows only (export the curated manifest, which "
+            "holds both, or a training run directory)"]
         summary = {"source": os.path.relpath(source.resolve(), out_dir.resolve()), "source_kind": kind, "n": len(rows), "counts": counts,
                    "classes": sorted({r["label"] for r in rows}), "config": cfg.model_dump(mode="json"),
+                   "warnings": warnings,
                    "files": {"manifest": "manifest.parquet",
                              "metadata": {s: f"{s}/metadata.jsonl" for s in meta}}}
         atomic_write_json(tmp / "export.json", summary)
