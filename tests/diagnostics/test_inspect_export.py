@@ -93,6 +93,11 @@ def test_inspect_flags_copies_and_leaks_and_writes_relative_paths(study, tmp_pat
     for name in g["grids"].values():
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "diagnostics.json").read_text())["groups"]["in_dist"]["overall"]["n"] == 21
+    from synthmix.reporting.synthetic_section import synthetic_section_html
+
+    html = synthetic_section_html(out)  # the report fragment reads the saved folder only
+    n_grids = sum(v is not None for grp in d["groups"].values() for v in grp["grids"].values())
+    assert html.count("data:image/png;base64,") == n_grids >= 4 and "classifier penultimate" in html
     h = headline(d)
     assert set(h) >= {"precision", "recall", "fid", "kid", "agreement", "memorised_train"}
     # the same from a manifest with real + synthetic rows (relative synthetic paths)
