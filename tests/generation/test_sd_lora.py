@@ -271,3 +271,16 @@ def test_recipes_fill_unset_fields_and_overrides_win():
     assert rec["name"] == "datadream" and rec["rank"] == 16 and rec["steps"] == 7
     assert rec["published_base_model"] == RECIPES["datadream"].base_model and rec["model"] == "my/model"
     assert all(r.source and r.base_model for r in RECIPES.values())
+
+
+def test_preflight_checks_model_and_adapter_folders(tmp_path, tiny_model):
+    from synthmix.generation.sd.backend import preflight
+
+    preflight("lora", {"model": str(tiny_model)})
+    preflight("embedded", {"anything": 1})  # not a Stable Diffusion generator: nothing to check
+    with pytest.raises(ConfigError, match="lora.adapter"):
+        preflight("lora", {"model": str(tiny_model), "lora": {"adapter": str(tmp_path / "none")}})
+    with pytest.raises(ConfigError, match="textual_inversion.load_from"):
+        preflight("dafusion", {"model": str(tiny_model), "textual_inversion": {"load_from": str(tmp_path / "none")}})
+    with pytest.raises(ConfigError, match="generator.model"):
+        preflight("diffmix", {"model": str(tmp_path / "no-model")})

@@ -125,3 +125,23 @@ def _register_adapted() -> None:
 
 
 _register_adapted()
+
+
+def preflight(gen_type: str, settings: dict) -> None:
+    """Machine checks of a Stable Diffusion generator before a study starts (no GPU, no model load):
+    the model is a local folder or cached hub id, and the folders of finished adapters
+    (``lora.adapter``) / token files (``textual_inversion.load_from``) exist. ``settings``: the
+    generator's ``generate:`` mapping. Raises :class:`ConfigError` naming the field."""
+    from synthmix.generation.registry import parse_generator_config
+    from synthmix.generation.sd.pipeline import resolve_model
+
+    if gen_type not in ("text2img", "dafusion", "lora", "diffmix"):
+        return
+    _, cfg = parse_generator_config({"type": gen_type, **settings}, source="generate")
+    resolve_model(cfg.model, cfg.revision)
+    lora = getattr(cfg, "lora", None)
+    ti = getattr(cfg, "textual_inversion", None)
+    for field, folder in (("lora.adapter", lora.adapter if lora else None),
+                          ("textual_inversion.load_from", ti.load_from if ti and ti.enabled else None)):
+        if folder and not Path(folder).expanduser().is_dir():
+            raise ConfigError(f"generate.{field}: {folder} is not a folder")
