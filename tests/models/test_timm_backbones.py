@@ -126,6 +126,8 @@ def test_truncated_weights_file(tmp_path):
 def test_unknown_timm_architecture():
     with pytest.raises(ConfigError, match="unknown timm architecture 'convnext_tinyy'"):
         create_model("timm:convnext_tinyy", 3)
+    with pytest.raises(ConfigError, match=r"model.model_kwargs: timm 'test_resnet'.*no_such_arg"):
+        create_model("timm:test_resnet", 3, no_such_arg=1)
 
 
 def test_model_defaults_from_pretrained_cfg(tmp_path):

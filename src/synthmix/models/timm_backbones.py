@@ -252,6 +252,8 @@ def create_timm(arch: str, num_classes: int, input_size: int | None = None,
         with _capture_timm_log() as log:
             net = timm.create_model(arch, pretrained=pretrained, num_classes=0,
                                     pretrained_cfg_overlay=overlay, **kwargs)
+    except TypeError as err:  # an argument this architecture does not take
+        raise ConfigError(f"model.model_kwargs: timm {arch!r}: {err}") from None
     except (RuntimeError, KeyError, ValueError) as err:
         if path is None:
             raise ConfigError(f"model: timm could not build {arch!r}: {err}") from None
