@@ -284,3 +284,17 @@ def test_preflight_checks_model_and_adapter_folders(tmp_path, tiny_model):
         preflight("dafusion", {"model": str(tiny_model), "textual_inversion": {"load_from": str(tmp_path / "none")}})
     with pytest.raises(ConfigError, match="generator.model"):
         preflight("diffmix", {"model": str(tmp_path / "no-model")})
+
+
+def test_lora_refuses_unsupported_pipelines(tmp_path):
+    from types import SimpleNamespace
+
+    from synthmix.core.config import parse_config
+    from synthmix.generation.sd.lora import LoRAConfig, train_adapter
+
+    sdxl_like = SimpleNamespace(unet=1, vae=1, text_encoder=1, tokenizer=1, text_encoder_2=1)
+    with pytest.raises(ConfigError, match="generator.lora: .*two text encoders"):
+        train_adapter(sdxl_like, "all", {}, {}, {}, parse_config(LoRAConfig, {}), tmp_path, "cpu", "f", "m")
+    flux_like = SimpleNamespace(transformer=1, vae=1, text_encoder=1, tokenizer=1)
+    with pytest.raises(ConfigError, match="missing unet"):
+        train_adapter(flux_like, "all", {}, {}, {}, parse_config(LoRAConfig, {}), tmp_path, "cpu", "f", "m")

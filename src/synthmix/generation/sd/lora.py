@@ -355,7 +355,14 @@ def train_adapter(pipe, key: str, images: dict[str, list[Any]], tokens: dict[str
         save_state,
     )
 
-    check_supported(pipe)
+    try:
+        check_supported(pipe)
+    except ConfigError:
+        missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer") if getattr(pipe, n, None) is None]
+        raise ConfigError(f"generator.lora: {type(pipe).__name__} is not supported: LoRA adaptation here needs a "
+                          "UNet and exactly one CLIP text encoder, as in SD 1.x / 2.x"
+                          + (f" (missing {', '.join(missing)})" if missing else " (this model has two text encoders)")
+                          ) from None
     out_dir = Path(out_dir)
     final = out_dir / f"{key}.safetensors"
     state_path = out_dir / f"{key}.state.safetensors"
