@@ -216,3 +216,15 @@ def test_cas_reads_a_synthetic_only_runs_real_test_accuracy(tmp_path):
     assert c["cas"] == 0.8 and c["per_class"] == {"apple": 1.0, "banana": 0.6} and c["n"] == 10
     with pytest.raises(DataError, match="CAS needs the run evaluated"):
         cas_from_run(tmp_path / "run", split="val")
+
+
+def test_fid_with_rank_deficient_covariances_matches_torchmetrics():
+    """Per class there are often fewer images than feature dimensions (singular covariances)."""
+    from torchmetrics.image.fid import _compute_fid
+
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(20, 64)), rng.normal(0.2, 1.3, size=(25, 64))
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = float(_compute_fid(*(torch.from_numpy(v) for v in (mu1, s1, mu2, s2))))
+    assert fid(a, b) == pytest.approx(ref, rel=1e-5)
