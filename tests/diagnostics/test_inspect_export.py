@@ -99,6 +99,9 @@ def test_inspect_flags_copies_and_leaks_and_writes_relative_paths(study, tmp_pat
     n_grids = sum(v is not None for grp in d["groups"].values() for v in grp["grids"].values())
     assert html.count("data:image/png;base64,") == n_grids >= 4 and "classifier penultimate" in html
     h = headline(d)
+    from synthmix.diagnostics.inspect import headlines
+
+    assert headlines({"setup-a": out}) == {"setup-a": h}
     assert set(h) >= {"precision", "recall", "fid", "kid", "agreement", "memorised_train"}
     # the same from a manifest with real + synthetic rows (relative synthetic paths)
     cas_runs = []

@@ -351,6 +351,14 @@ def headline(diag: dict[str, Any], group: str = "in_dist") -> dict[str, float]:
     return out
 
 
+def headlines(diag_dirs: dict[str, str | Path], group: str = "in_dist") -> dict[str, dict[str, float]]:
+    """{setup: headline of the diagnostics.json in its folder}: ``relate``'s first argument when
+    each setup (generator, strength, ...) has its own ``inspect_manifest`` output folder."""
+    from synthmix.core.io import read_json
+
+    return {k: headline(read_json(Path(d) / "diagnostics.json"), group) for k, d in diag_dirs.items()}
+
+
 def columns(diag: dict[str, Any]) -> tuple[str, ...]:
     """The METRICS a table shows: the CLIP score only where it was computed."""
     has_clip = any("clip_score" in d["overall"] for d in diag["groups"].values())
