@@ -98,6 +98,9 @@ def test_inspect_flags_copies_and_leaks_and_writes_relative_paths(study, tmp_pat
     html = synthetic_section_html(out)  # the report fragment reads the saved folder only
     n_grids = sum(v is not None for grp in d["groups"].values() for v in grp["grids"].values())
     assert html.count("data:image/png;base64,") == n_grids >= 4 and "classifier penultimate" in html
+    near = {r["id"]: r for r in map(json.loads, (out / d["files"]["nearest"]).read_text().splitlines())}
+    assert len(near) == 22 and near["copy_apple_0"]["train_copy"] and near["copy_apple_0"]["train_pixel_mad"] == 0
+    assert near["leak_banana"]["test_copy"] and near["nood"]["role"] == "near_ood"
     h = headline(d)
     from synthmix.diagnostics.inspect import headlines
 

@@ -18,8 +18,10 @@ The real validation images go through the same computation as a reference group
 of them the copy test flags (its false-alarm level) and the FID between two real samples.
 ``cas_runs``: finished synthetic-only runs (one per seed) -> Classification Accuracy Score.
 
-Writes ``out_dir/diagnostics.json`` and PNG grids (samples per class, closest pairs); every
-path inside the JSON is relative to ``out_dir``. Returns the JSON as a dict.
+Writes ``out_dir/diagnostics.json``, ``nearest.jsonl`` (per synthetic row: nearest real train /
+test image by features and by pixels, the copy verdicts, the classifier's prediction) and PNG grids
+(samples per class, closest pairs); every path inside the JSON is relative to ``out_dir``.
+Returns the JSON as a dict.
 """
 
 from __future__ import annotations
@@ -279,7 +281,9 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
                "runs": [_rel(r, out_dir) for r in cas_runs],
                "per_class": {c: float(np.mean([p["per_class"][c] for p in per if c in p["per_class"]]))
                              for c in classes if any(c in p["per_class"] for p in per)}}
+    _write_nearest(out_dir / "nearest.jsonl", sy, tr, te, syn_train, syn_test, classes)
     result = {
+        "files": {"nearest": "nearest.jsonl"},
         "feature_space": {"name": space.name if space.encode is not None else
                           f"classifier penultimate features ({run_cfg.train.model}, {sy['f'].shape[1]}-d)",
                           "kind": cfg.features.kind, "dim": int(sy["f"].shape[1]), "note": NOTE,
@@ -295,6 +299,26 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
     }
     atomic_write_json(out_dir / "diagnostics.json", result)
     return result
+
+
+def _write_nearest(path: Path, sy, tr, te, syn_train, syn_test, classes) -> None:
+    """One line per inspected synthetic row: its nearest real train / test images and verdicts."""
+    from synthmix.core.io import write_jsonl
+
+    pred = sy["logits"].argmax(1) if len(sy["rows"]) else np.zeros(0, np.int64)
+    lines = []
+    for j, r in enumerate(sy["rows"]):
+        line: dict[str, Any] = {"id": r["id"], "role": r.get("role") or "unsorted", "label": classes[sy["y"][j]],
+                                "predicted": classes[int(pred[j])]}
+        for key, ref, res in (("train", tr, syn_train), ("test", te, syn_test)):
+            if res is None:
+                continue
+            line.update({f"{key}_nearest_feature_id": ref["rows"][res["ic"][j]]["id"],
+                         f"{key}_cosine": float(res["cos"][j]),
+                         f"{key}_nearest_pixel_id": ref["rows"][res["ip"][j]]["id"],
+                         f"{key}_pixel_mad": float(res["mad"][j]), f"{key}_copy": bool(res["flag"][j])})
+        lines.append(line)
+    write_jsonl(path, lines)
 
 
 def _closest(sel, sy, ref, res, n: int) -> list[dict[str, Any]]:
