@@ -108,6 +108,10 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     if val is not None:
         x_val, y_val = _check_data(val, "val")
         x_val, y_val = x_val.to(device), y_val.to(device)
+    elif cfg.early_stopping_patience:
+        # without validation data the patience never counts: it would be silently ignored
+        raise ConfigError(f"early_stopping_patience: {cfg.early_stopping_patience} needs validation data, "
+                          "but there is none (no val rows); remove it or give the data a val split")
     if outliers is not None:
         from synthmix.training.outliers import OutlierLossConfig, outlier_term
 
