@@ -73,7 +73,7 @@ def test_a_broken_study_config_names_file_and_field(tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "src/synthmix/configs/demo-quick.yaml").read_text().replace(
-        "training: {epochs: 2", "training: {epochs: -2"))
+        "training: {batch_size: 32", "training: {batch_size: -32"))
     with pytest.raises(ConfigError) as ei:
         load(bad)
-    assert str(bad) in str(ei.value) and "epochs" in str(ei.value)
+    assert str(bad) in str(ei.value) and "training.batch_size" in str(ei.value)

@@ -38,7 +38,19 @@ def test_valid_study_loads_with_relative_dataset_path(tmp_path, data):
     (lambda d: d["setups"].append({"name": "real"}), "names repeat"),
     (lambda d: d["setups"].append({"name": "y", "mix": {"kind": "ratio", "real_fraction": 0.5}}),
      "names no generator"),
-    (lambda d: d["setups"][0].update(mix={"kind": "real_only", "k": 2}), "setups.0 (real)"),
+    (lambda d: d["setups"][0].update(mix={"kind": "real_only", "k": 2}), "setups.0.mix"),
+    # misspelt or invalid NESTED fields are named too (typed sections, no re-validation later)
+    (lambda d: d["setups"][0].update(training={"lrr": 0.1}), "setups.0.training.lrr"),
+    (lambda d: d["setups"][0].update(training={"augment": {"hflp": 0.5}}), "setups.0.training.augment.hflp"),
+    (lambda d: d.update(contrastive={"temprature": 0.1}), "contrastive.temprature"),
+    (lambda d: d.update(budget={"mode": "flops"}), "budget.mode"),
+    (lambda d: d.update(controls={"real_fractions": [0.5, 1.5]}), "controls.real_fractions"),
+    (lambda d: d["curation"].update(settings={"sort": {"conf_percentil": 5}}), "curation.settings"),
+    (lambda d: d["setups"].append({"name": "real+aug1", "generator": "g", "mix": {"kind": "per_real", "k": 1}})
+     or d.update(generators={"g": {"type": "embedded", "train": {"steps": 1}}}), "names of automatic controls"),
+    (lambda d: d["setups"][0].update(training={"epochs": 3}), "setups.0.training: ['epochs']"),
+    (lambda d: d["setups"].append({"name": "g", "generator": "g"})
+     or d.update(generators={"g": {"type": "embedded", "train": {"steps": 1}}}), "silently equal"),
     (lambda d: d.update(seeds=[1, 1]), "seeds"),
     (lambda d: d.update(reference="nope"), "reference"),
     (lambda d: d["dataset"].update(path="/does/not/exist"), "dataset.path"),

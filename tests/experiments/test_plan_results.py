@@ -25,8 +25,8 @@ def data(tmp_path):
     return tiny_dataset(tmp_path / "data", per_class=2, test_per_class=1)
 
 
-def grid_study(data, seeds=(0, 1, 2), **over):
-    d = study_dict(data, seeds=list(seeds), generators=GEN, **over)
+def grid_study(data, seeds=(0, 1, 2), controls=False, **over):
+    d = study_dict(data, seeds=list(seeds), generators=GEN, controls={"enabled": controls}, **over)
     d["models"].append({"name": "tiny_cnn", "label": "tiny8", "args": {"width": 8}})
     d["setups"] += [{"name": "mix50", "generator": "embedded", "mix": {"kind": "ratio", "real_fraction": 0.5}},
                     {"name": "pre-ft", "generator": "embedded", "schedule": "pretrain_finetune", "models": ["tiny8"]}]
@@ -52,6 +52,27 @@ def test_shared_stages_have_one_key(data):
     real0 = next(c for c in plan.cells if c.cell.id == "real/tiny_cnn/s0")
     assert plan.shared["curation_classifier"].key == real0.train.key
     assert len(kinds["train"]) == len(plan.cells) == 15
+
+
+def test_controls_are_added_automatically_with_equal_budgets(data):
+    cfg = grid_study(data, controls=True)
+    setups = {c.setup.name: c.setup for c in expand(cfg)}
+    assert {"real+aug1", "real@25%", "real@50%", "real@75%"} <= set(setups)
+    assert setups["real+aug1"].control == "augment" and setups["real+aug1"].mix.kind == "per_real"
+    assert setups["real@50%"].mix.real_subset == 0.5 and not setups["real@50%"].uses_synthetic
+    plan = build_plan(cfg)
+    assert "classical:1" in plan.shared
+    budgets = {c.train.config["budget"]["epochs_over_real"] for c in plan.cells}
+    assert budgets == {1}  # one budget for every CE cell (training.epochs of the study)
+    # the budget splits: pretrain + fine-tune = one budget, whatever each stage's data holds
+    from synthmix.experiments.stages.train import step_budget
+
+    pre = next(c for c in plan.cells if c.cell.setup.name == "pre-ft").train.config
+    joint = next(c for c in plan.cells if c.cell.setup.name == "mix50").train.config
+    assert sum(s for s in step_budget(pre, 20) if s) == step_budget(joint, 20)[0] == 3  # ceil(20 / 8)
+    # a study without synthetic setups gets no controls beyond itself
+    plain = parse_study(study_dict(data))
+    assert [c.setup.name for c in expand(plain)] == ["real", "real"]
 
 
 def test_adding_a_seed_keeps_every_existing_key(data):
@@ -85,7 +106,7 @@ def test_aggregate_mean_ci_and_seed_paired_difference(tmp_path, data):
     import numpy as np
     from scipy import stats
 
-    d = study_dict(data, seeds=[0, 1, 2], generators=GEN)
+    d = study_dict(data, seeds=[0, 1, 2], generators=GEN, controls={"enabled": False})
     d["setups"].append({"name": "mix50", "generator": "embedded", "mix": {"kind": "ratio", "real_fraction": 0.5}})
     cfg, plan, run = prepare(parse_study(d), tmp_path / "run")
     acc = {("real", 0): 0.80, ("real", 1): 0.70, ("real", 2): 0.75,

@@ -26,6 +26,7 @@ def test_supcon_setups_with_generated_negatives(tmp_path):
     d["setups"] += [{"name": "supcon-real", "loss": "supcon"},
                     {"name": "supcon+id+nood", "loss": "supcon", "generator": "embedded",
                      "near_ood_negatives": True}]
+    d["controls"] = {"enabled": False}
     summary = run_study(parse_study(d), tmp_path / "run", verbose=False, threads=1)
     assert summary["run"]["failed"] == 0 and summary["run"]["blocked"] == 0, summary["run"]
     cells = {c["setup"]: c for c in summary["cells"]}
@@ -35,7 +36,35 @@ def test_supcon_setups_with_generated_negatives(tmp_path):
     # the SupCon run used the generated images: positives and near-OOD negatives
     train = read_json(tmp_path / "run" / "stages" / cells["supcon+id+nood"]["train"] / "done.json")["summary"]
     res = read_json(tmp_path / "run" / "stages" / cells["supcon+id+nood"]["train"] / train["run"] / "results.json")
-    assert train["thesis_setup"] == "in_dist_near_ood"
-    assert res["counts"]["in_dist"] > 0 and res["counts"]["near_ood_negatives"] > 0
+    assert res["selection"]["n_synthetic_positives"] > 0 and res["selection"]["n_near_ood_negatives"] > 0
+    assert train["n_synthetic"] == res["selection"]["n_synthetic"] > 0
     diff = {r["setup"]: r for r in summary["setups"]}["supcon-real"]["diff"]
     assert diff["test/accuracy"]["n"] == 1  # one seed: a difference without an interval
+
+
+@pytest.mark.slow
+def test_supcon_without_synthetic_rows_fails_loudly_and_null_near_ood_class_is_a_class(tmp_path):
+    """A SupCon setup whose generator's curated images hold no in_dist row fails (it must never
+    silently equal supcon-real); near_ood_class: null means `mixed` is an ordinary class."""
+    data = tiny_dataset(tmp_path / "data", per_class=4, test_per_class=2)
+    d = study_dict(data, seeds=[0], controls={"enabled": False})
+    d["dataset"]["near_ood_class"] = None
+    d["generators"] = {"embedded": {
+        "type": "embedded", "batch_size": 32,
+        "train": {"resolution": 16, "steps": 2, "batch_size": 8, "model": {"size": "tiny"}, "sample_every": 0,
+                  "sample_steps": 2, "warmup_steps": 1, "checkpoint_every": 2},
+        # only near-OOD images are made: the in_dist role a supcon+id setup needs stays empty
+        "generate": {"steps": 2, "img2img_per_parent": 0, "interp_per_class": 2}}}
+    d["contrastive"] = {"epochs": 1, "m_per_class": 2, "batches_per_epoch": 1, "probe_epochs": 1,
+                        "model_kwargs": {"width": 4}}
+    d["curation"] = {"enabled": False}
+    d["evaluation"]["near_ood"] = False
+    d["setups"] += [{"name": "supcon-real", "loss": "supcon"},
+                    {"name": "supcon+id", "loss": "supcon", "generator": "embedded"}]
+    summary = run_study(parse_study(d), tmp_path / "run", verbose=False, threads=1)
+    bad = {c["cell"]: c for c in summary["incomplete"]}
+    assert list(bad) == ["supcon+id/tiny_cnn/s0"], bad
+    assert "in_dist" in bad["supcon+id/tiny_cnn/s0"]["message"]
+    cells = {c["setup"]: c for c in summary["cells"]}
+    run = tmp_path / "run" / "stages" / cells["supcon-real"]["train"] / "run"
+    assert "mixed" in read_json(run / "classes.json")

@@ -32,7 +32,7 @@ def saved_run(tmp_path: Path) -> Path:
     """Setups real (reference) and real-long over seeds 0-2; seed 2 of real-long failed."""
     data = tiny_dataset(tmp_path / "data", per_class=3, test_per_class=1)
     d = study_dict(data, seeds=[0, 1, 2])
-    d["setups"].append({"name": "real-long", "training": {"epochs": 2}})
+    d["setups"].append({"name": "real-long", "training": {"lr": 0.01}})
     d["evaluation"] = {"far_ood": True, "gradcam": True}
     cfg, plan, run = prepare(parse_study(d), tmp_path / "run")
     execute(run, [plan.shared["scan"]])  # the real scan: the report shows its data summary and samples

@@ -51,6 +51,20 @@ def status(target: Path = typer.Argument(..., help="a study YAML or a run direct
     console().print(", ".join(f"{n} {s}" for s, n in st["counts"].items()))
 
 
+@app.command("check")
+def check(run_dir: Path = typer.Argument(..., help="a run directory made by `synthmix run` / `synthmix demo`")) -> None:
+    """Exit 1 unless the run is complete and sound: no failed/blocked/pending cell, all seeds, every
+    synthetic setup trained on synthetic images, verdicts present, a report whose images all load."""
+    from synthmix.experiments.check import problems
+
+    found = problems(run_dir)
+    for p in found:
+        typer.echo(f"FAIL: {p}")
+    typer.echo(f"{run_dir}: {'OK' if not found else f'{len(found)} problem(s)'}")
+    if found:
+        raise typer.Exit(1)
+
+
 @app.command("report")
 def report(run_dir: Path = typer.Argument(..., help="a run directory made by `synthmix run`"),
            out: Path = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)"),

@@ -33,7 +33,7 @@ NEAR_OOD_CLASS = "mixed"  # the one default of the near-OOD class name
 
 TrainOverrides = partial_model(TrainConfig)
 ContrastiveOverrides = partial_model(ContrastiveConfig)
-DETECTORS = ("msp", "energy", "knn", "mahalanobis", "knn_norm", "vim", "react", "gen")
+DETECTORS = ("msp", "energy", "maxlogit", "gen", "knn", "mahalanobis", "vim", "react")
 
 
 class DatasetSection(StrictModel):

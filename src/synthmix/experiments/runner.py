@@ -64,19 +64,23 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
 
 def preflight(cfg) -> None:
     """Checks that need the machine, not just the file, done before any stage runs: a Stable
-    Diffusion model that is neither a local folder nor in the HF cache stops the study here,
-    not after the scan and the real-only cells."""
+    Diffusion model that is neither a local folder nor in the HF cache, or a missing adapter /
+    token folder, stops the study here, not after the scan and the real-only cells."""
     from synthmix.core.errors import ConfigError
 
     for name, gen in cfg.generators.items():
-        model = gen.generate.get("model")
-        if gen.type in ("text2img", "dafusion") and model:
-            from synthmix.generation.sd.pipeline import resolve_model
+        if gen.type not in ("text2img", "dafusion", "lora", "diffmix"):
+            continue
+        from synthmix.generation.sd.backend import preflight as sd_preflight
 
-            try:
-                resolve_model(str(model), gen.generate.get("revision"))
-            except ConfigError as err:
-                raise ConfigError(f"generators.{name}.generate.model: {str(err).split(': ', 1)[-1]}") from None
+        try:
+            sd_preflight(gen.type, gen.generate)
+        except ConfigError as err:
+            msg = str(err)
+            field, _, problem = msg.partition(": ")
+            if field.startswith("generate."):
+                raise ConfigError(f"generators.{name}.{field}: {problem}") from None
+            raise ConfigError(f"generators.{name}.generate.model: {msg.split(': ', 1)[-1]}") from None
 
 
 def _printer():

@@ -33,7 +33,7 @@ def needed_roles(cfg: StudyConfig, name: str) -> list[str]:
                 roles.update(s.pretrain_mix.synthetic_roles)
             if s.outliers is not None and s.outliers.source == "synthetic_role":
                 roles.update(s.outliers.roles)
-    return sorted(roles & {"in_dist", "near_ood"})
+    return sorted(roles & {"in_dist", "near_ood", "translation"})
 
 
 def config(cfg: StudyConfig, name: str) -> dict[str, Any]:

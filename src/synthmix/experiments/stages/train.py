@@ -129,8 +129,8 @@ def _run_supcon(ctx: StageContext) -> dict[str, Any]:
         "exclude_classes": c["exclude_classes"], "near_ood_negatives": c["near_ood_negatives"],
         "require_synthetic": has_syn,
         "contrastive": {**c["contrastive"], "device": ctx.runtime.concrete_device()},
-        "preprocess": c["preprocess"], "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"]},
-        source=f"setup {c['setup']}")
+        "preprocess": c["preprocess"], "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"],
+        "gradcam": c["gradcam"]}, source=f"setup {c['setup']}")
     results = supcon_run(rcfg, ctx.out_dir / "run")
     fit = results.get("fit", {})
     sel = results.get("selection", {})
