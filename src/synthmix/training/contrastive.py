@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from synthmix.core.config import StrictModel
 from synthmix.data.augment import AugmentConfig
@@ -54,6 +54,20 @@ class ContrastiveConfig(StrictModel):
     probe_augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _no_ignored_settings(self) -> ContrastiveConfig:
+        # settings that the chosen loss / probe never reads: refused rather than silently ignored
+        if self.loss == "simclr" and self.queue_size:
+            raise ValueError(f"queue_size: {self.queue_size} — the memory queue feeds the supcon loss only; "
+                             "with loss: simclr it would be unused (set queue_size: 0)")
+        if self.loss == "simclr" and self.hard_weight != 1.0:
+            raise ValueError(f"hard_weight: {self.hard_weight} — near-OOD weighting is part of the supcon loss "
+                             "only; simclr ignores labels and roles (remove hard_weight)")
+        if self.probe == "linear" and self.probe_augment != AugmentConfig():
+            raise ValueError("probe_augment: the linear probe trains on cached features of un-augmented "
+                             "images, so probe augmentation would be unused; use probe: finetune or remove it")
+        return self
 
 
 @dataclass
