@@ -238,6 +238,20 @@ class EvaluationSection(StrictModel):
     primary_detector: Literal[DETECTORS] = "energy"  # type: ignore[valid-type]
     gradcam: bool = True
     corruptions: bool = Field(False, description="test accuracy under ImageNet-C-style corruptions")
+    diagnostics: bool = Field(True, description="fidelity / diversity / memorisation diagnostics of each "
+                              "generator's curated images (synthmix.diagnostics)")
+    diagnostics_settings: dict[str, Any] = Field(default_factory=dict, description="synthmix.diagnostics."
+                                                 "inspect.InspectConfig fields")
+
+    @field_validator("diagnostics_settings")
+    @classmethod
+    def _diag(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from synthmix.diagnostics.inspect import InspectConfig
+
+        if "device" in v:
+            raise ValueError("device is set by the study")
+        parse_config(InspectConfig, v, source="evaluation.diagnostics_settings")
+        return v
 
     @model_validator(mode="after")
     def _primary(self) -> EvaluationSection:
@@ -338,6 +352,11 @@ class StudyConfig(StrictModel):
         c = {**overrides(self.contrastive), **overrides(setup.contrastive)}
         return {**c, "model": model.name, "model_kwargs": {**model.args, **c.get("model_kwargs", {})},
                 "input_size": self.preprocessing.image_size, "seed": seed}
+
+
+def default_run_dir(cfg: StudyConfig) -> Path:
+    """``runs/<study name>``, relative to the working directory (made absolute by the runner)."""
+    return Path("runs") / cfg.name
 
 
 def dataset_root(cfg: StudyConfig) -> Path:

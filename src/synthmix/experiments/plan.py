@@ -28,6 +28,7 @@ class CellPlan:
         return {"id": self.cell.id, "setup": s.name, "model": self.cell.model.id, "seed": self.cell.seed,
                 "control": s.control, "synthetic": s.uses_synthetic, "loss": s.loss,
                 "generator": s.generator, "mix": s.mix.label(), "real_fraction": s.mix.real_subset,
+                "outliers": s.outliers.source if s.outliers else None,
                 "train": self.train.key, "evaluate": self.evaluate.key}
 
 
@@ -39,7 +40,7 @@ class Plan:
 
     @property
     def leaves(self) -> list[Stage]:
-        return [c.evaluate for c in self.cells]
+        return [c.evaluate for c in self.cells] + [s for n, s in self.shared.items() if n.startswith("inspect:")]
 
     def stages(self) -> list[Stage]:
         return topo_order(self.leaves)
@@ -86,6 +87,10 @@ def build_plan(cfg: StudyConfig) -> Plan:
                             {"scan": scan, "generated": generated, "classifier": classifier})
             plan.shared[f"curate:{name}"] = curated
             synthetic[name] = curated
+            if cfg.evaluation.diagnostics:
+                plan.shared[f"inspect:{name}"] = Stage(
+                    "inspect", f"inspect {name}", stages.inspect.config(cfg, name), stages.inspect.run,
+                    {"synthetic": curated, "classifier": classifier})
     for k in sorted({c.setup.mix.k for c in cells if c.setup.generator == CLASSICAL}):
         st = Stage("classical", f"classical augmentation x{k}", stages.classical.config(cfg, k),
                    stages.classical.run, {"scan": scan})

@@ -35,7 +35,7 @@ def load_plan(target: str | Path, run_dir: str | Path | None = None) -> tuple[di
         return read_json(plan_path(target)), target
     from synthmix.experiments.load import load_study
     from synthmix.experiments.plan import build_plan
-    from synthmix.experiments.runner import default_run_dir
+    from synthmix.experiments.config import default_run_dir
 
     cfg = load_study(target)
     return build_plan(cfg).as_dict(), Path(run_dir) if run_dir else default_run_dir(cfg)

@@ -184,7 +184,10 @@ def study_verdict(run: Path, summary: dict[str, Any], study: dict[str, Any]) -> 
     boot = Bootstrap(len(any_cell.labels), n_ood, int(vcfg.get("bootstrap", 2000)), seed=0)
     min_seeds = int(vcfg.get("min_seeds", 3))
     info = {c["setup"]: c for c in summary.get("cells", [])}
-    controls = [s for s, c in info.items() if s == ref or c.get("control") == "augment"]
+    # Equal-compute controls: the real-only reference, classical augmentation, and real-only setups
+    # trained with cheap (non-generated) outliers — diffusion outliers must beat those too.
+    controls = [s for s, c in info.items() if s == ref or c.get("control") == "augment"
+                or (not c.get("synthetic") and c.get("outliers") in ("corrupted", "folder"))]
     candidates = [s for s, c in info.items() if c.get("synthetic") and not c.get("control")]
 
     values: dict[tuple[str, str, str], dict[int, tuple[float, np.ndarray]]] = {}

@@ -192,6 +192,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         forest=data_uri(forest) if forest else None,
         curve=data_uri(curve) if curve else None,
         compute=compute_rows(summary),
+        synthetic_sections=synthetic_sections(run, plan, summary),
         columns=[(c, metric_title(c)) for c in cols],
         rows=rows, reference=summary.get("reference"),
         multi_model=len({r.model for r in rows}) > 1,
@@ -206,6 +207,35 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     target = Path(out) if out else run / REPORT_NAME
     atomic_write_text(target, html)
     return target
+
+
+def synthetic_sections(run: Path, plan: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """'The synthetic images': each generator's diagnostics (inspect stage) and, with two or more
+    generators, how each diagnostic relates to the setups' controlled Δ accuracy."""
+    from markupsafe import Markup
+
+    from synthmix.diagnostics.inspect import headline
+    from synthmix.reporting.synthetic_section import relation_html, synthetic_section_html
+
+    out, diags = [], {}
+    for name, key in plan["shared"].items():
+        kind, _, gen = name.partition(":")
+        d = _stage_dir(run, key) / "diagnostics"
+        if kind != "inspect" or not (d / "diagnostics.json").exists():
+            continue
+        out.append(Markup(synthetic_section_html(d, f"The synthetic images · {gen}")))
+        diags[gen] = headline(read_json(d / "diagnostics.json"))
+    if len(diags) >= 2:
+        gen_of = {c["setup"]: c.get("generator") for c in summary.get("cells", [])}
+        effects, by_setup = {}, {}
+        for c in (summary.get("verdict") or {}).get("comparisons", []):
+            if c["metric"] == "test/accuracy" and gen_of.get(c["setup"]) in diags:
+                effects[c["setup"]] = c["delta"]
+                by_setup[c["setup"]] = diags[gen_of[c["setup"]]]
+        html = relation_html(by_setup, effects, "Δ test accuracy vs the strongest control")
+        if html:
+            out.append(Markup(html))
+    return out
 
 
 def compute_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

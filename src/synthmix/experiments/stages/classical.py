@@ -10,7 +10,7 @@ from typing import Any
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.controls import CLASSICAL
 from synthmix.experiments.executor import StageContext
-from synthmix.experiments.stages import MANIFEST, dep_path
+from synthmix.experiments.stages.common import MANIFEST, dep_path
 
 WORK_SIZE = 96  # side of the stored copies: above the classifier's size, like the generators' output
 

@@ -11,7 +11,7 @@ from typing import Any
 from synthmix.core.errors import CurationError
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
-from synthmix.experiments.stages import MANIFEST, dep_path
+from synthmix.experiments.stages.common import MANIFEST, dep_path
 
 SYNTHETIC = "synthetic.jsonl"
 

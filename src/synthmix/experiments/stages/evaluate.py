@@ -18,7 +18,7 @@ from synthmix.core.io import atomic_path, atomic_write_json, read_json
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
 from synthmix.experiments.grid import Cell
-from synthmix.experiments.stages import dep_path
+from synthmix.experiments.stages.common import dep_path
 
 # Keys of evaluation.evaluate metrics -> names in the study's tables.
 METRIC_KEYS = {"accuracy": "accuracy", "f1_macro": "macro_f1", "roc_auc_ovr": "roc_auc",

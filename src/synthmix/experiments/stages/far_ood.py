@@ -6,7 +6,7 @@ from typing import Any
 
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
-from synthmix.experiments.stages import MANIFEST
+from synthmix.experiments.stages.common import MANIFEST
 
 
 def config(cfg: StudyConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from synthmix.core.errors import SynthmixError
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
-from synthmix.experiments.stages import MANIFEST, dep_path
+from synthmix.experiments.stages.common import MANIFEST, dep_path
 
 
 def config(cfg: StudyConfig, name: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
-from synthmix.experiments.stages import dep_path
+from synthmix.experiments.stages.common import dep_path
 
 
 def config(cfg: StudyConfig, name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from synthmix.core.errors import ConfigError, SynthmixError
 from synthmix.experiments.config import StudyConfig
 from synthmix.experiments.executor import StageContext
 from synthmix.experiments.grid import Cell
-from synthmix.experiments.stages import dep_path
+from synthmix.experiments.stages.common import dep_path
 from synthmix.training.config import TrainConfig
 
 
