@@ -204,3 +204,28 @@ def test_attention_settings_reach_the_pipeline(tiny_sd):
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor"}
     pipe = _load(tiny_sd, attention="sdpa", fuse_qkv=True, channels_last=False)
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}
+
+
+def test_speed_flags_a_pipeline_cannot_apply_are_refused(tiny_sd):
+    """Before: ``hasattr`` guards skipped a flag the pipeline has no method for (e.g. a VAE
+    without tiling, a denoiser without the classic processor), so it was silently ignored."""
+    import torch
+
+    from synthmix.generation.sd.config import SpeedConfig
+    from synthmix.generation.sd.pipeline import prepare_pipeline
+
+    pipe = _load(tiny_sd, channels_last=False)
+
+    class NoTilingVae(torch.nn.Module):  # a VAE without enable_tiling / enable_slicing
+        dtype, device = torch.float32, torch.device("cpu")
+
+    real_vae = pipe.vae
+    pipe.vae = NoTilingVae()
+    try:
+        with pytest.raises(ConfigError, match=r"generator\.speed: vae_tiling, vae_slicing not supported by "
+                                              r"StableDiffusionPipeline"):
+            prepare_pipeline(pipe, SpeedConfig(vae_tiling=True, vae_slicing=True, channels_last=False), "cpu")
+    finally:
+        pipe.vae = real_vae
+    prepare_pipeline(pipe, SpeedConfig(vae_tiling=True, vae_slicing=True, channels_last=False), "cpu")
+    assert pipe.vae.use_tiling and pipe.vae.use_slicing

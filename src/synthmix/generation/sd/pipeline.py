@@ -130,12 +130,27 @@ def set_scheduler(pipe, name: str | None) -> None:
     pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
 
 
+def check_speed_supported(pipe, speed) -> None:
+    """ConfigError naming every ``speed`` flag this pipeline has no way to apply (it would be ignored)."""
+    net, vae = denoiser(pipe), getattr(pipe, "vae", None)
+    missing = [flag for flag, on, obj, method in (
+        ("attention: classic", speed.attention == "classic", net, "set_default_attn_processor"),
+        ("fuse_qkv", speed.fuse_qkv, pipe, "fuse_qkv_projections"),
+        ("vae_tiling", speed.vae_tiling, vae, "enable_tiling"),
+        ("vae_slicing", speed.vae_slicing, vae, "enable_slicing"),
+    ) if on and not hasattr(obj, method)]
+    if missing:
+        raise ConfigError(f"generator.speed: {', '.join(missing)} not supported by {type(pipe).__name__} "
+                          "(it would be silently ignored); remove it")
+
+
 def prepare_pipeline(pipe, speed, device: str, scheduler: str | None = None):
     """Apply device, scheduler and speed flags (:class:`SpeedConfig`) to a loaded pipeline; returns it."""
     import torch
 
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None  # flagged images would come back black
+    check_speed_supported(pipe, speed)
     set_scheduler(pipe, scheduler)
     pipe.to(device)
     net = denoiser(pipe)
