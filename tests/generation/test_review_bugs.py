@@ -229,3 +229,24 @@ def test_speed_flags_a_pipeline_cannot_apply_are_refused(tiny_sd):
         pipe.vae = real_vae
     prepare_pipeline(pipe, SpeedConfig(vae_tiling=True, vae_slicing=True, channels_last=False), "cpu")
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
+
+
+# ---------------------------------------------------------------- embedded fidelity: zero counts
+
+
+def test_fidelity_with_nothing_to_count_fails_clearly(one_class, tmp_path):
+    """Before: per_class 0 or a manifest without real test rows crashed deep inside
+    (``torch.cat`` of an empty list, a zero-step OneCycleLR) after loading and training."""
+    from synthmix.core.errors import DataError
+    from synthmix.data.manifest import read_manifest, write_manifest
+    from synthmix.generation.embedded.fidelity import measure_fidelity
+
+    ckpt, manifest = one_class
+    with pytest.raises(ConfigError, match="fidelity: per_class must be >= 1, got 0"):
+        measure_fidelity(str(ckpt), str(manifest), per_class=0)
+    with pytest.raises(ConfigError, match="fidelity: classifier_epochs must be >= 1, got 0"):
+        measure_fidelity(str(ckpt), str(manifest), per_class=1, classifier_epochs=0)
+    no_test = tmp_path / "no_test.jsonl"
+    write_manifest(no_test, [r for r in read_manifest(manifest) if r["split"] != "test"])
+    with pytest.raises(DataError, match=r"no_test\.jsonl.*no real test images of the generator's classes"):
+        measure_fidelity(str(ckpt), str(no_test), per_class=1, strengths=(0.5,), steps=2, classifier_epochs=1)

@@ -149,10 +149,19 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     from synthmix.generation.embedded.checkpoint import load_generator
     from synthmix.generation.embedded.config import EmbeddedGenerateConfig
 
+    from synthmix.core.errors import ConfigError, DataError
+
+    for name, value in (("per_class", per_class), ("classifier_epochs", classifier_epochs)):
+        if value < 1:  # zero samples / epochs: empty tensors and a zero-step schedule further down
+            raise ConfigError(f"fidelity: {name} must be >= 1, got {value}")
     t_start = time.perf_counter()
     loaded = load_generator(checkpoint, device=device)
     classes, res = loaded.classes, loaded.resolution
     train, (xtr, ytr), (xte, yte) = real_split_tensors(manifest, classes, res)
+    for split, y in (("train", ytr), ("test", yte)):
+        if len(y) == 0:
+            raise DataError(manifest, f"no real {split} images of the generator's classes {classes}: "
+                                      "fidelity is measured against real train and test images")
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "checkpoint_sha": loaded.checkpoint,
                               "generator_steps_trained": loaded.step, "resolution": res, "classes": classes,
                               "sampler": sampler, "sampling_steps": steps, "guidance": guidance,
