@@ -144,12 +144,11 @@ def measure_fidelity(checkpoint: str, manifest: str, per_class: int = 100,
     """The whole measurement as a JSON-able dict (see module doc). Real test rows: split "test".
 
     ``precision``: of the generator's sampling (fp32 or bf16); the judging classifiers are fp32."""
+    from synthmix.core.errors import ConfigError, DataError
     from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.generation.embedded.backend import EmbeddedGenerator, plan_rows
     from synthmix.generation.embedded.checkpoint import load_generator
     from synthmix.generation.embedded.config import EmbeddedGenerateConfig
-
-    from synthmix.core.errors import ConfigError, DataError
 
     for name, value in (("per_class", per_class), ("classifier_epochs", classifier_epochs)):
         if value < 1:  # zero samples / epochs: empty tensors and a zero-step schedule further down
