@@ -96,3 +96,13 @@ def test_curation_needs_a_validation_split(data):
     d["dataset"]["val_fraction"] = 0.2
     d["curation"]["classifier_setup"] = "syn"
     assert "curation.classifier_setup" in error_of(d)
+
+
+def test_interp_with_one_generator_class_fails_before_any_work(tmp_path):
+    from conftest import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "one", per_class={"apple": 3, "mixed": 2}, test_per_class=1)
+    d = study_dict(data, generators={"g": {"type": "embedded", "train": {"steps": 1},
+                                           "generate": {"interp_per_class": 2}}})
+    d["setups"].append({"name": "syn", "generator": "g", "mix": {"kind": "per_real", "k": 1}})
+    assert "generators.g.generate.interp_per_class" in error_of(d)

@@ -60,6 +60,8 @@ def check_study(cfg: StudyConfig) -> None:
             raise ConfigError(f"models.{i}.name: unknown model {m.name!r}; available: {', '.join(names)}")
     for name, g in cfg.generators.items():
         g.check(name)
+        if g.type == "embedded" and g.generate.get("interp_per_class"):
+            _check_interp(cfg, name, root)
     if cfg.budget.mode == "steps":
         for i, s in enumerate(cfg.setups):
             for block in ("training", "pretrain_training"):
@@ -79,3 +81,18 @@ def check_study(cfg: StudyConfig) -> None:
         if cell.setup.loss == "supcon":
             parse_config(ContrastiveConfig, cfg.contrastive_settings(cell.setup, cell.model, cell.seed),
                          source=f"{where}.contrastive")
+
+
+def _check_interp(cfg: StudyConfig, name: str, root) -> None:
+    """Class-interpolated near-OOD images need two generator classes: refused before any training."""
+    from synthmix.generation.embedded.backend import check_interp_classes
+    from synthmix.generation.embedded.config import EmbeddedGenerateConfig
+
+    top = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(p.name for p in top.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and p.name != cfg.near_ood_class)
+    gen = cfg.generators[name].generate
+    try:
+        check_interp_classes(EmbeddedGenerateConfig(**{**gen, "checkpoint": "-"}), classes)
+    except ConfigError as err:
+        raise ConfigError(f"generators.{name}.generate.{str(err).split('.', 1)[-1]}") from None

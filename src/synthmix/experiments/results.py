@@ -26,7 +26,7 @@ def headline_metrics(study: dict[str, Any], available: set[str]) -> list[str]:
     of the primary detector on the near-OOD set, the far-OOD set and any extra OOD folder."""
     ev = study.get("evaluation", {})
     det = ev.get("primary_detector", "energy")
-    cols = ["test/accuracy", "test/macro_f1", "test/roc_auc"]
+    cols = ["test/accuracy", "test/macro_f1", "test/roc_auc", "corruption/accuracy"]
     ood_sets = ["near_ood", "far_ood"] + [e["name"] for e in ev.get("extra", []) if e.get("ood")]
     for e in ev.get("extra", []):
         if not e.get("ood"):
@@ -84,6 +84,7 @@ def aggregate(run_dir: str | Path) -> dict[str, Any]:
                "lower_is_better": [k for k in metrics if lower_is_better(k)],
                "data": _data_info(run, plan, study), "budget": study.get("budget") or {"mode": "steps"}}
     summary["baseline"] = baseline_check(summary)
+    summary["corruptions"] = corruption_table(summary)
     summary["compute_note"] = compute_note(summary)
     from synthmix.experiments.verdict import study_verdict
 
@@ -167,3 +168,31 @@ def incomplete_cells(run_dir: Path) -> list[dict[str, Any]]:
 
     return [{"cell": c["id"], "state": c["state"], "stage": c["stage"], "message": c["message"]}
             for c in study_status(run_dir)["cells"] if c["state"] != "done"]
+
+
+def corruption_table(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per setup: mean accuracy under each corruption (over severities and seeds) and the mean
+    corruption error relative to the reference (Hendrycks & Dietterich: the reference scores 1.0)."""
+    import numpy as np
+
+    from synthmix.evaluation.robustness import mce
+
+    names = sorted({k.split("/")[1] for k in summary["metrics"]
+                    if k.startswith("corruption/") and k.count("/") == 2 and k.split("/")[1] != "accuracy"})
+    if not names:
+        return {}
+    table: dict[str, dict[str, float]] = {}
+    errors: dict[str, dict[str, dict[int, float]]] = {}
+    for s in summary["setups"]:
+        key = f"{s['setup']}|{s['model']}"
+        table[key] = {n: s["metrics"][f"corruption/{n}/accuracy"]["mean"] for n in names
+                      if f"corruption/{n}/accuracy" in s["metrics"]}
+        errors[key] = {n: {sev: 1 - s["metrics"][f"corruption/{n}/s{sev}/accuracy"]["mean"] for sev in range(1, 6)}
+                       for n in names if all(f"corruption/{n}/s{sev}/accuracy" in s["metrics"] for sev in range(1, 6))}
+    out: dict[str, Any] = {"corruptions": names, "accuracy": table}
+    ref = summary.get("reference")
+    refs = [k for k in errors if k.split("|")[0] == ref and errors[k]]
+    if refs:
+        full = {k: v for k, v in errors.items() if v and set(v) == set(errors[refs[0]])}
+        out["mce"] = {k: (None if np.isnan(v) else float(v)) for k, v in mce(full, refs[0]).items()}
+    return out

@@ -53,9 +53,12 @@ def metric_parts(metric: str) -> tuple[str, str | None, str | None]:
     parts = metric.split("/")
     if metric == "test/accuracy":
         return "accuracy", None, None
+    if metric == "corruption/accuracy":
+        return "corruption", None, None
     if len(parts) == 4 and parts[0] == "ood" and parts[3] == "auroc":
         return "auroc", parts[1], parts[2]
-    raise ValueError(f"verdict metric {metric!r}: supported are test/accuracy and ood/<set>/<detector>/auroc")
+    raise ValueError(f"verdict metric {metric!r}: supported are test/accuracy, corruption/accuracy and "
+                     "ood/<set>/<detector>/auroc")
 
 
 def _pair_matrix(id_scores: np.ndarray, ood_scores: np.ndarray) -> np.ndarray:
@@ -78,8 +81,9 @@ class Bootstrap:
     def values(self, cell: CellArrays, metric: str) -> tuple[float, np.ndarray]:
         """(full-sample value, [n_rep] replicate values) of ``metric`` for one cell."""
         kind, ood_set, det = metric_parts(metric)
-        if kind == "accuracy":
-            correct = (cell.pred == cell.labels).astype(np.float64)
+        if kind in ("accuracy", "corruption"):
+            correct = ((cell.pred == cell.labels) if kind == "accuracy"
+                       else cell.scores["corruption/correct"]).astype(np.float64)
             return float(correct.mean()), self.test @ correct / len(correct)
         c = _pair_matrix(cell.scores[f"test/{det}"], cell.scores[f"{ood_set}/{det}"])
         n_i, n_o = c.shape
@@ -240,6 +244,8 @@ def default_metrics(study: dict[str, Any], cell: CellArrays) -> list[str]:
     out = ["test/accuracy"]
     if f"near_ood/{det}" in cell.scores:
         out.append(f"ood/near_ood/{det}/auroc")
+    if "corruption/correct" in cell.scores:
+        out.append("corruption/accuracy")
     return out
 
 

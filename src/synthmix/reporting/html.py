@@ -193,6 +193,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         curve=data_uri(curve) if curve else None,
         compute=compute_rows(summary),
         synthetic_sections=synthetic_sections(run, plan, summary),
+        corruptions=summary.get("corruptions") or {},
         columns=[(c, metric_title(c)) for c in cols],
         rows=rows, reference=summary.get("reference"),
         multi_model=len({r.model for r in rows}) > 1,

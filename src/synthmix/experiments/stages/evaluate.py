@@ -144,7 +144,41 @@ def run(ctx: StageContext) -> dict[str, Any]:
             for g, m in group_metrics(per_set[d], groups).items():
                 metrics.update({f"ood_group/{g}/{d}/{k}": v for k, v in m.items() if k != "n_sets"})
         plot_score_histograms(hist, ctx.out_dir / "ood_hist.png", title="OOD scores")
+    if c["corruptions"]:
+        metrics.update(_corruptions(model, rows, scan, test_dir, classes, tcfg, cache, dev, arrays))
     with atomic_path(ctx.out_dir / "scores.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     atomic_write_json(ctx.out_dir / "metrics.json", metrics)
     return {"n_metrics": len(metrics), "scores": "scores.npz"}
+
+
+def _corruptions(model, rows, scan, test_dir, classes, tcfg, cache, dev, arrays) -> dict[str, float]:
+    """Test accuracy under every ImageNet-C-style corruption at 5 severities (the same corrupted
+    images for every cell: fixed seed); per-image mean correctness goes to ``arrays`` so the
+    verdict can bootstrap it like clean accuracy."""
+    import json
+
+    import numpy as np
+
+    from synthmix.data.tensors import label_tensor, load_tensor
+    from synthmix.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+    from synthmix.evaluation.robustness import predict
+
+    by_id = {r["id"]: r for r in rows}
+    test_rows = [by_id[i] for i in json.loads((test_dir / "ids.json").read_text())]
+    x = load_tensor(test_rows, scan, tcfg.train.input_size, preprocess=tcfg.preprocess, cache_dir=cache)
+    y = label_tensor(test_rows, classes).numpy()
+    out: dict[str, float] = {}
+    correct = np.zeros(len(y))
+    for name in CORRUPTIONS:
+        accs = []
+        for sev in SEVERITIES:
+            ok = predict(model, corrupt(x, name, sev, seed=0), tcfg.train.normalization, device=dev).numpy() == y
+            correct += ok
+            accs.append(float(ok.mean()))
+            out[f"corruption/{name}/s{sev}/accuracy"] = accs[-1]
+        out[f"corruption/{name}/accuracy"] = float(np.mean(accs))
+    correct /= len(CORRUPTIONS) * len(SEVERITIES)
+    arrays["corruption/correct"] = correct
+    out["corruption/accuracy"] = float(correct.mean())
+    return out
