@@ -10,7 +10,9 @@ train/val/test split shared by all recipes (val = 15 % of train), 3 seeds. The t
 recipe, the mean over seeds of val accuracy, val loss (cross-entropy of the best-on-val epoch,
 what ``fit`` keeps) and test accuracy, and the training seconds. The recipe is chosen by mean val
 accuracy, ties broken by mean val loss; test accuracy is printed for the record only (never
-used to choose). The first row, ``demo``, is the demo's current ``real`` setting.
+used to choose). The first row, ``demo``, is the demo's current ``real`` setting. Each seed's
+final model is also scored on the corrupted test split (``synthmix.evaluation.robustness``: 11
+corruptions x 5 severities): mean corrupted accuracy and mCE relative to ``demo``.
 
 Runs are cached in ``--out`` (re-running skips finished runs), so a cut-off search resumes.
 """
