@@ -60,6 +60,18 @@ def test_local_weights_round_trip(tmp_path, suffix):
         assert not torch.allclose(fresh.forward_features(x), src.forward_features(x))
 
 
+def test_vit_weights_load_at_another_input_size(tmp_path):
+    """timm's own filter resamples the position embeddings (4 patches + CLS -> 9 + CLS)."""
+    from safetensors.torch import save_file
+
+    src = create_model("timm:test_vit", 3, input_size=32)
+    save_file({k: v.contiguous() for k, v in src.backbone.net.state_dict().items()}, str(tmp_path / "v.safetensors"))
+    m = create_model("timm:test_vit", 3, input_size=48, weights=str(tmp_path / "v.safetensors"))
+    assert m.backbone.net.pos_embed.shape[1] == src.backbone.net.pos_embed.shape[1] + 5
+    assert torch.equal(m.backbone.net.blocks[0].attn.qkv.weight, src.backbone.net.blocks[0].attn.qkv.weight)
+    assert m(torch.randn(1, 3, 48, 48)).shape == (1, 3)
+
+
 def test_weights_from_folder_and_timm_checkpoint_with_classifier(tmp_path):
     import timm
     from safetensors.torch import save_file
