@@ -118,6 +118,28 @@ def test_hub_cache_miss_names_repo_and_does_not_download(tmp_path, monkeypatch):
         create_model("timm:convnext_tiny", 3, weights="hub-cache")
 
 
+def test_hub_cache_hit_loads_the_cached_file(tmp_path, monkeypatch):
+    """A Hugging Face cache laid out as `hf download` leaves it: found offline, loaded."""
+    import huggingface_hub.constants as c
+    import timm
+    from safetensors.torch import save_file
+
+    repo = timm.get_pretrained_cfg("test_resnet").hf_hub_id  # timm/test_resnet.r160_in1k
+    snap = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("abc123")
+    torch.manual_seed(5)
+    full = timm.create_model("test_resnet", num_classes=1000)
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(snap / "model.safetensors"))
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    m = create_model("timm:test_resnet", 3, weights="hub-cache")
+    full.eval(), m.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m.forward_features(x), full.forward_head(full.forward_features(x), pre_logits=True))
+
+
 def test_mismatched_weights_name_the_file(tmp_path):
     import timm
     from safetensors.torch import save_file
