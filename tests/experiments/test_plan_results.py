@@ -8,9 +8,9 @@ import pytest
 from study_helpers import study_dict, tiny_dataset
 
 from synthmix.core.io import atomic_write_json
-from synthmix.experiments.load import parse_study
 from synthmix.experiments.executor import DONE, stage_dir
 from synthmix.experiments.grid import expand
+from synthmix.experiments.load import parse_study
 from synthmix.experiments.plan import build_plan
 from synthmix.experiments.results import aggregate
 from synthmix.experiments.runner import prepare

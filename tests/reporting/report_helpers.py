@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 from study_helpers import study_dict, tiny_dataset  # noqa: E402
 
 from synthmix.core.io import atomic_write_json  # noqa: E402
-from synthmix.experiments.load import parse_study  # noqa: E402
 from synthmix.experiments.executor import DONE, execute, stage_dir  # noqa: E402
+from synthmix.experiments.load import parse_study  # noqa: E402
 from synthmix.experiments.runner import prepare  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmix.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from synthmix.core.io import append_jsonl, atomic_write_json, atomic_write_text
 from synthmix.experiments.keys import stage_key
 
 DONE, FAILED, LOCK, ERROR, CONFIG = "done.json", "failed.json", "running.pid", "error.txt", "config.json"

@@ -10,8 +10,8 @@ from synthmix.core.config import dump_yaml
 from synthmix.core.io import atomic_write_json
 from synthmix.core.paths import mark_run_root
 from synthmix.experiments.config import StudyConfig, default_run_dir
-from synthmix.experiments.load import load_study
 from synthmix.experiments.executor import Runtime, Stage, execute
+from synthmix.experiments.load import load_study
 from synthmix.experiments.plan import Plan, build_plan, plan_path
 
 STUDY_FILE = "study.yaml"

@@ -33,9 +33,9 @@ def load_plan(target: str | Path, run_dir: str | Path | None = None) -> tuple[di
 
             raise SynthmixError(f"{target}: not a run directory (no plan.json); pass the study YAML instead")
         return read_json(plan_path(target)), target
+    from synthmix.experiments.config import default_run_dir
     from synthmix.experiments.load import load_study
     from synthmix.experiments.plan import build_plan
-    from synthmix.experiments.config import default_run_dir
 
     cfg = load_study(target)
     return build_plan(cfg).as_dict(), Path(run_dir) if run_dir else default_run_dir(cfg)

@@ -70,11 +70,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from synthmix.data.manifest import read_manifest
     from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.evaluation.evaluate import evaluate_model
-    from synthmix.training.rundir import load_run_model
     from synthmix.evaluation.ood.detectors import FittedDetectors
     from synthmix.evaluation.ood.histograms import plot_score_histograms
     from synthmix.evaluation.ood.metrics import group_metrics, ood_metrics
     from synthmix.evaluation.ood.posthoc import LinearHead
+    from synthmix.training.rundir import load_run_model
 
     c = ctx.config
     train_dir = dep_path(ctx, "train", "run")
