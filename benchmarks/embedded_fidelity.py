@@ -21,44 +21,58 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def speed(threads: int, batch_size: int = 64, resolution: int = 32, reps: int = 3) -> None:
-    """Training step time of the model presets (and `small` with attention), side by side."""
+def speed(threads: int, batch_size: int = 32, resolution: int = 32, reps: int = 9, device: str = "cpu",
+          variants: str = "fp32,bf16,fp32+cl,bf16+cl,medium-fp32") -> None:
+    """Training step time of speed variants of the demo preset (``small``, 32 px, batch 32),
+    measured side by side: the real step (``train_step``: batch draw + augmentation, loss,
+    backward, clipping, AdamW, EMA), variants interleaved rep by rep so load hits all alike.
+    Variant names: [medium-]fp32|bf16[+cl] (cl = channels_last)."""
+    import os
+    import statistics
     import time
 
     import torch
 
-    from synthmix.generation.embedded.config import ModelConfig
-    from synthmix.generation.embedded.diffusion import train_scheduler
-    from synthmix.generation.embedded.train import diffusion_loss
-    from synthmix.generation.embedded.unet import ClassConditionalUNet, count_params
+    from synthmix.generation.embedded.config import ModelConfig, TrainConfig
+    from synthmix.generation.embedded.train import build_training, train_step
+    from synthmix.generation.embedded.unet import count_params
 
     torch.set_num_threads(threads)
-    results = {}
-    for name, mcfg in (("small", ModelConfig(size="small")),
-                       ("small+attention", ModelConfig(size="small", attention=True)),
-                       ("medium", ModelConfig(size="medium"))):
-        torch.manual_seed(0)
-        model = ClassConditionalUNet(mcfg, 3, resolution)
-        opt = torch.optim.AdamW(model.parameters(), 1e-3)
-        sched, gen = train_scheduler(mcfg), torch.Generator().manual_seed(0)
-        x0 = torch.rand(batch_size, 3, resolution, resolution) * 2 - 1
-        cond = torch.randint(0, 4, (batch_size,))
-        times = []
-        for i in range(reps + 1):
-            t0 = time.perf_counter()
-            loss = diffusion_loss(model, sched, x0, cond, gen, 5.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i:  # the first step warms up
-                times.append(time.perf_counter() - t0)
-        ms = 1000 * sorted(times)[len(times) // 2]
-        results[name] = ms
-        print(f"{name:16s} {count_params(model) / 1e6:5.2f} M params  {ms:7.0f} ms/step (batch {batch_size}, "
-              f"{resolution} px, {threads} threads)  {ms / results['small']:.2f}x small")
+    g0 = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (220, 3, resolution, resolution), dtype=torch.uint8, generator=g0).to(device)
+    labels = torch.randint(0, 3, (220,), generator=g0).to(device)
+    runs = {}
+    for name in variants.split(","):
+        size = "medium" if name.startswith("medium-") else "small"
+        prec = name.removeprefix("medium-").split("+")[0]
+        cfg = TrainConfig(manifest="-", out_dir="-", resolution=resolution, model=ModelConfig(size=size),
+                          batch_size=batch_size, precision=prec, channels_last=name.endswith("+cl"), device=device)
+        parts = build_training(cfg, 3, device)
+        runs[name] = (parts, cfg, torch.Generator().manual_seed(0), [], [])
+        train_step(*parts, images, labels, 3, cfg, 0, runs[name][2])  # warm-up
+    load0 = os.getloadavg()[0]
+    for i in range(reps):
+        for parts, cfg, g, wall, cpu in runs.values():
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            train_step(*parts, images, labels, 3, cfg, 1 + i, g)
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    first = next(iter(runs))
+    base = statistics.median(runs[first][3])
+    print(f"batch {batch_size}, {resolution} px, {threads} thread(s), device {device}, median of {reps} interleaved "
+          f"steps; load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
+    for name, (parts, _cfg, _g, wall, cpu) in runs.items():
+        w, c = statistics.median(wall), statistics.median(cpu)
+        print(f"{name:14s} {count_params(parts[0]) / 1e6:5.2f} M params  {1000 * w:6.0f} ms/step wall  "
+              f"{1000 * c:6.0f} ms/step CPU  {base / w:.2f}x {first} (wall)")
 
 
-def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, out: Path) -> None:
+def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, out: Path,
+                   device: str = "cpu") -> None:
     """Sampling settings side by side on one checkpoint (pure samples only, no img2img):
     ``settings`` = comma-separated ``sampler:steps:guidance[:per_class[:precision]]``. One real-trained
     classifier judges every setting. Selection column: synthetic-only accuracy on the real *train*
@@ -79,7 +93,7 @@ def sweep_settings(ckpt: Path, manifest: Path, settings: str, per_class: int, ou
         train_classifier,
     )
 
-    loaded = load_generator(str(ckpt))
+    loaded = load_generator(str(ckpt), device=device)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     train_cost = {"train_wall_s": round(float(state["elapsed_s"]), 1),
                   "train_cpu_s": round(float(state.get("cpu_s", float("nan"))), 1)}
@@ -134,13 +148,17 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--sampling-steps", type=int, default=25)
     ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--speed", action="store_true", help="only time training steps of the presets")
+    ap.add_argument("--speed", action="store_true", help="only time training steps of speed variants")
+    ap.add_argument("--variants", default="fp32,bf16,fp32+cl,bf16+cl,medium-fp32",
+                    help="--speed variants: [medium-]fp32|bf16[+cl], the first is the reference")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="sampling / measuring device (training: the config's)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="sampling precision")
     ap.add_argument("--settings", default=None,
                     help="only compare sampling settings sampler:steps:guidance[:per_class],... on the checkpoint")
     args = ap.parse_args()
     if args.speed:
-        speed(args.threads)
+        speed(args.threads, device=args.device, variants=args.variants)
         return
 
     import torch
@@ -154,14 +172,14 @@ def main() -> None:
             data["steps"] = args.steps
         ckpt = train_generator(parse_config(TrainConfig, data, source=str(args.config)))
     if args.settings:
-        sweep_settings(ckpt, manifest, args.settings, args.per_class, args.out)
+        sweep_settings(ckpt, manifest, args.settings, args.per_class, args.out, device=args.device)
         return
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     rep = measure_fidelity(str(ckpt), str(manifest), per_class=args.per_class,
                            strengths=[float(s) for s in args.strengths.split(",")], guidance=args.guidance,
                            steps=args.sampling_steps, sampler=args.sampler,
-                           parents_per_class=args.parents_per_class)
+                           parents_per_class=args.parents_per_class, device=args.device, precision=args.precision)
     rep["train_wall_s"] = round(state["elapsed_s"], 1)
     rep["train_cpu_s"] = round(state.get("cpu_s", float("nan")), 1)
     rep["chosen_strengths"] = pick_strengths(rep["strength_sweep"])

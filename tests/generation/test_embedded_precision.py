@@ -150,3 +150,46 @@ def test_compiled_training_matches_eager(manifest, tmp_path):
     assert set(a["model"]) == set(b["model"])  # the checkpoint holds the plain module's keys
     for k, v in a["ema"].items():
         torch.testing.assert_close(b["ema"][k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_low_res_steps_train_early_steps_at_half_resolution(manifest, tmp_path, monkeypatch):
+    from synthmix.generation.embedded import train as train_mod
+    from synthmix.generation.embedded.checkpoint import load_state
+
+    seen = []
+    real_loss = train_mod.diffusion_loss
+
+    def spy(model, sched, x0, *a, **k):
+        seen.append(x0.shape[-1])
+        return real_loss(model, sched, x0, *a, **k)
+
+    monkeypatch.setattr(train_mod, "diffusion_loss", spy)
+    cfg = tiny_train_config(manifest, tmp_path / "lr", steps=5, low_res_steps=3)
+    train_mod.train_generator(cfg, show_progress=False)
+    assert seen == [8, 8, 8, 16, 16]  # resolution 16: three steps at 8 px, then full size
+
+    def kill_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    killed = tiny_train_config(manifest, tmp_path / "killed", steps=5, low_res_steps=3, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_generator(killed, on_step=kill_at_3, show_progress=False)
+    resumed = load_state(train_mod.train_generator(killed, show_progress=False))
+    straight = load_state(tmp_path / "lr" / "checkpoint.pt")
+    for k, v in straight["ema"].items():
+        torch.testing.assert_close(resumed["ema"][k], v, rtol=1e-5, atol=1e-6)
+    # unset, the field leaves the identity of older configs alone; set, it is part of it
+    base = tiny_train_config(manifest, tmp_path / "x")
+    assert train_mod.identity_hash(base) != train_mod.identity_hash(base.model_copy(update={"low_res_steps": 3}))
+
+
+def test_low_res_steps_needs_a_divisible_half_resolution(manifest, tmp_path):
+    from synthmix.core.errors import ConfigError
+    from synthmix.generation.embedded.train import train_generator
+
+    # small has 3 levels: 20 px is fine at full size (20 % 4 == 0) but 10 px is not divisible by 4
+    cfg = tiny_train_config(manifest, tmp_path / "bad", resolution=20, model=ModelConfig(size="small"),
+                            low_res_steps=1)
+    with pytest.raises(ConfigError, match="low_res_steps"):
+        train_generator(cfg, show_progress=False)

@@ -85,6 +85,8 @@ class TrainConfig(StrictModel):
     channels_last: bool = Field(False, description="channels-last memory format for the model and batches")
     compile: bool = Field(False, description="torch.compile the model (pays only on long runs: compile "
                           "time is minutes on a small CPU)")
+    low_res_steps: int = Field(0, ge=0, description="train the first N steps at half the resolution "
+                               "(a quarter of the FLOPs per step), then at `resolution`")
 
 
 Role = Literal["in_dist", "near_ood", "unsorted"]

@@ -33,7 +33,10 @@ _RESUMABLE_FIELDS = {"steps", "max_minutes", "out_dir", "checkpoint_every", "sam
 
 def identity_hash(cfg: TrainConfig) -> str:
     """Hash of what defines the model being trained (not the budget or cadence)."""
-    return config_hash({k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUMABLE_FIELDS})
+    d = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUMABLE_FIELDS}
+    if not d.get("low_res_steps"):  # fields added later hash only when set: older runs still resume
+        d.pop("low_res_steps", None)
+    return config_hash(d)
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -100,6 +103,10 @@ def build_training(cfg: TrainConfig, num_classes: int, device: torch.device | st
     from synthmix.generation.embedded.diffusion import train_scheduler
     from synthmix.generation.embedded.unet import ClassConditionalUNet, prepare_for_precision
 
+    levels = 2 ** (len(cfg.model.resolved()["channels"]) - 1)
+    if cfg.low_res_steps and (cfg.resolution % 2 or (cfg.resolution // 2) % levels):
+        raise ConfigError(f"low_res_steps: half the resolution ({cfg.resolution} / 2) must be a whole number "
+                          f"divisible by {levels} for this model; set low_res_steps: 0 or change resolution")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = ClassConditionalUNet(cfg.model, num_classes, cfg.resolution).to(device)
@@ -123,6 +130,8 @@ def train_step(model, forward, ema, opt, sched, images: torch.Tensor, labels: to
         g["lr"] = lr_at(step, cfg)
     idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=gen).to(device)
     x0 = augment_batch(images[idx], cfg.augment, gen) * 2 - 1
+    if step < cfg.low_res_steps:  # progressive training: early steps at half resolution (1/4 FLOPs)
+        x0 = F.interpolate(x0, scale_factor=0.5, mode="area")
     if cfg.channels_last:
         x0 = x0.contiguous(memory_format=torch.channels_last)
     drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop).to(device)
