@@ -228,3 +228,17 @@ def test_fid_with_rank_deficient_covariances_matches_torchmetrics():
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     ref = float(_compute_fid(*(torch.from_numpy(v) for v in (mu1, s1, mu2, s2))))
     assert fid(a, b) == pytest.approx(ref, rel=1e-5)
+
+
+def test_fid_in_sample_space_equals_the_covariance_formula_when_n_is_below_d():
+    """Fewer images than dimensions: the [N, M] singular-value form gives the [D, D] formula's value."""
+    import numpy as np
+
+    from synthmix.diagnostics.fid import fid, frechet_distance, mean_cov
+
+    rng = np.random.default_rng(3)
+    for n, m, d in ((12, 9, 40), (60, 80, 200)):
+        a, b = rng.normal(size=(n, d)), rng.normal(0.2, 1.3, size=(m, d))
+        want = frechet_distance(*mean_cov(a), *mean_cov(b))
+        assert fid(a, b) == pytest.approx(want, rel=1e-6)
+        assert fid(a, a) == pytest.approx(0.0, abs=1e-6 * d)

@@ -44,8 +44,23 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 
 def fid(real: np.ndarray, fake: np.ndarray) -> float:
-    """real [N, D], fake [M, D] -> FID (>= 0 up to round-off; 0 for identical sets)."""
-    return max(0.0, frechet_distance(*mean_cov(real), *mean_cov(fake)))
+    """real [N, D], fake [M, D] -> FID (>= 0 up to round-off; 0 for identical sets).
+
+    With fewer images than dimensions (a classifier's 4096-d features of a few hundred images) the
+    same value is computed in sample space: Tr((S_r S_f)^{1/2}) is the sum of the singular values
+    of Xr_c Xf_c^T / sqrt((N - 1)(M - 1)) (centred features), an [N, M] matrix instead of two
+    [D, D] eigendecompositions (minutes -> milliseconds at D = 4096)."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if min(len(real), len(fake)) >= real.shape[1]:
+        return max(0.0, frechet_distance(*mean_cov(real), *mean_cov(fake)))
+    for x in (real, fake):
+        mean_cov(x[:2, :1])  # the shape checks of mean_cov (N >= 2), without the [D, D] product
+    mu_r, mu_f = real.mean(0), fake.mean(0)
+    xr, xf = real - mu_r, fake - mu_f
+    n, m = len(real), len(fake)
+    tr_sqrt = np.linalg.svd(xr @ xf.T / np.sqrt((n - 1) * (m - 1)), compute_uv=False).sum()
+    tr = (xr ** 2).sum() / (n - 1) + (xf ** 2).sum() / (m - 1)
+    return max(0.0, float(((mu_r - mu_f) ** 2).sum() + tr - 2.0 * tr_sqrt))
 
 
 def _kernel_sums(a, b, d: int) -> tuple[float, float]:
