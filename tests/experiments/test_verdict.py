@@ -83,3 +83,12 @@ def test_worth_inverts_a_log_linear_curve():
     assert inside["worth"] == pytest.approx(10, rel=0.03) and not inside["extrapolated"]
     flat = {n: {s: level(0.6, s) for s in range(3)} for n in (5, 10, 20)}
     assert worth_real(flat, target, boot)["worth"] is None  # more real data did not help: not expressible
+
+
+def test_p_value_is_at_most_one_when_replicates_tie():
+    """Identical setups: every replicate's difference is 0; p must be 1, not 2."""
+    n = 50
+    boot = Bootstrap(n, {}, 500, seed=0)
+    same = {s: boot.values(_cell(s, np.arange(n) % 3 > 0), "test/accuracy") for s in range(3)}
+    d = paired_difference(same, same, boot)
+    assert d["delta"] == 0 and d["p"] == 1.0

@@ -119,7 +119,8 @@ def paired_difference(a: dict[int, tuple[float, np.ndarray]], b: dict[int, tuple
     reps = np.stack([a[s][1] - b[s][1] for s in seeds], axis=1)  # [n_rep, k]
     draws = boot.seed_draws(len(seeds))
     dist = np.take_along_axis(reps, draws, axis=1).mean(axis=1)
-    p = 2 * min((dist <= 0).mean(), (dist >= 0).mean())
+    ties = (dist == 0).mean()  # replicates with no difference count half to each side
+    p = min(1.0, 2 * min((dist < 0).mean() + ties / 2, (dist > 0).mean() + ties / 2))
     lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
     return {"delta": float(full.mean()), "lo": float(lo), "hi": float(hi), "p": float(max(p, 1 / boot.n_rep)),
             "n": len(seeds), "per_seed": dict(zip(seeds, full.tolist(), strict=True))}

@@ -186,6 +186,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         incomplete=summary.get("incomplete") or [],
         verdict_lines=verdict.verdict_lines(summary),
+        verdict_summary=verdict.verdict_summary(summary),
         sentence=headline_sentence(summary),
         caveats=verdict.caveats(summary),
         verdict_rows=verdict.verdict_table(summary),

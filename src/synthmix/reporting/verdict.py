@@ -16,7 +16,7 @@ def _worth_text(w: dict[str, Any] | None) -> str:
     if not w:
         return ""
     if w.get("worth") is None:
-        return f"; worth in real images: not expressible ({w.get('note', 'flat curve')})"
+        return ""  # said once, in the caveats
     flag = " — extrapolated beyond the measured range" if w.get("extrapolated") else ""
     return (f"; worth ≈ {w['worth']:.0f} real images per class [{w['lo']:.0f}, {w['hi']:.0f}] "
             f"(the full real set has {w['n_full']:.0f}{flag})")
@@ -29,6 +29,26 @@ def comparison_text(c: dict[str, Any], worth: dict[str, Any] | None = None) -> s
             f"(Δ {fmt(c['delta'], 3, True)} [{fmt(c['lo'], 3, True)}, {fmt(c['hi'], 3, True)}], {p})")
     if c["metric"] == "test/accuracy":
         text += _worth_text(worth)
+    return text
+
+
+def verdict_summary(summary: dict[str, Any]) -> str:
+    """``Of 21 comparisons (7 synthetic setups x 3 metrics): 0 help, 0 hurt, 21 no detectable effect.``"""
+    comps = (summary.get("verdict") or {}).get("comparisons") or []
+    if not comps:
+        return ""
+    from collections import Counter
+
+    n = Counter(c["verdict"] for c in comps)
+    setups = len({c["setup"] for c in comps})
+    metrics = len({c["metric"] for c in comps})
+    helps = sorted({f"{c['setup']} ({metric_title(c['metric'])})" for c in comps if c["verdict"] == "helps"})
+    text = (f"Of {len(comps)} comparisons ({setups} synthetic setups × {metrics} metrics) against the strongest "
+            f"equal-compute control: {n.get('helps', 0)} help, {n.get('hurts', 0)} hurt, "
+            f"{n.get('no detectable effect', 0)} show no detectable effect"
+            + (f", {n['too few seeds']} have too few seeds" if n.get("too few seeds") else "") + ".")
+    if helps:
+        text += " Helps: " + "; ".join(helps) + "."
     return text
 
 
@@ -51,6 +71,13 @@ def caveats(summary: dict[str, Any]) -> list[str]:
         out.append(base["text"])
     v = summary.get("verdict") or {}
     d = summary.get("data") or {}
+    flat = {k.split("|")[1] for k, w in (v.get("worth") or {}).items()
+            if not k.startswith("curve|") and w.get("worth") is None}
+    for model in sorted(flat):
+        pts = (v.get("worth") or {}).get(f"curve|{model}", {})
+        curve = ", ".join(f"{float(n):.0f}: {p['mean']:.3f}" for n, p in sorted(pts.items(), key=lambda x: float(x[0])))
+        out.append(f"Worth in real images ({model}): not expressible — real-only test accuracy did not rise with "
+                   f"more real images per class ({curve}), so no synthetic setup can be placed on that scale.")
     if v.get("available"):
         out.append(f"Intervals: {100 * (1 - v['alpha']):.0f} % paired bootstrap over seeds and {d.get('n_test', '?')} "
                    f"test images ({v['bootstrap']} replicates); verdicts Holm-corrected over {v['n_tests']} "
@@ -149,4 +176,4 @@ def answer_text(summary: dict[str, Any]) -> str:
     lines = verdict_lines(summary)
     if not lines:
         return headline_sentence(summary)
-    return incomplete_sentence(summary) + " ".join(line + "." for line in lines)
+    return incomplete_sentence(summary) + verdict_summary(summary) + "\n" + "\n".join(f"- {line}" for line in lines)
