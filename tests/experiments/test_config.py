@@ -106,3 +106,12 @@ def test_interp_with_one_generator_class_fails_before_any_work(tmp_path):
                                            "generate": {"interp_per_class": 2}}})
     d["setups"].append({"name": "syn", "generator": "g", "mix": {"kind": "per_real", "k": 1}})
     assert "generators.g.generate.interp_per_class" in error_of(d)
+
+
+def test_timm_backbones_are_study_models(data):
+    d = study_dict(data)
+    d["models"] = [{"name": "timm:resnet10t", "args": {"weights": None}}]
+    cfg = parse_study(d)
+    assert cfg.models[0].name == "timm:resnet10t"
+    d["models"] = [{"name": "timm:no_such_net"}]
+    assert "models.0.name: timm has no architecture 'no_such_net'" in error_of(d)

@@ -41,3 +41,16 @@ def test_real_run_with_extra_folders(tmp_path):
     assert study_status(tmp_path / "run")["counts"]["done"] == 1
     again = run_study(parse_study(d), tmp_path / "run", verbose=False)
     assert again["run"]["ran"] == 0 and again["cells"][0]["metrics"] == m
+
+
+@pytest.mark.slow
+def test_a_timm_backbone_runs_through_the_study(tmp_path):
+    """models: [timm:resnet10t] (random init: no weights file) trains, evaluates and reports."""
+    data = tiny_dataset(tmp_path / "data", per_class=4, test_per_class=2)
+    d = study_dict(data, seeds=[0])
+    d["models"] = [{"name": "timm:resnet10t"}]
+    d["evaluation"] = {"far_ood": False, "gradcam": True}
+    summary = run_study(parse_study(d), tmp_path / "run", verbose=False, threads=1)
+    assert not summary["incomplete"], summary["incomplete"]
+    m = summary["cells"][0]["metrics"]
+    assert 0 <= m["test/accuracy"] <= 1 and "ood/near_ood/energy/auroc" in m

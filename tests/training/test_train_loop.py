@@ -171,3 +171,13 @@ def test_step_budget_resumes_exactly(data, tmp_path):
     m2 = _model(cfg)
     r = fit(m2, train, val, cfg, tmp_path / "cut", progress=False)
     assert r.resumed_from_epoch == 1 and r.steps == 8 and _same(ref, m2)
+
+
+def test_a_last_batch_of_one_image_does_not_break_batchnorm(data):
+    """24 images at batch 23 leave one image: it sits the epoch out (BatchNorm cannot train on 1)."""
+    train, val = data
+    cfg = _cfg(model="timm:resnet10t", model_kwargs={}, batch_size=23, epochs=2, augment={})
+    torch.manual_seed(0)
+    model = create_model("timm:resnet10t", 3, input_size=32)
+    r = fit(model, train, val, cfg, progress=False)
+    assert r.steps == 2 and [h["images"] for h in r.history] == [23, 23]

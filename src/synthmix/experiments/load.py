@@ -47,6 +47,7 @@ def check_study(cfg: StudyConfig) -> None:
     work: the dataset folders exist, model names are registered, every cell's merged training
     settings are valid, generators' settings are valid for their backend."""
     from synthmix.models import available_models
+    from synthmix.models.registry import TIMM_PREFIX
 
     root = dataset_root(cfg)
     if not root.is_dir():
@@ -56,8 +57,11 @@ def check_study(cfg: StudyConfig) -> None:
             raise ConfigError(f"evaluation.extra.{i}.path: not a directory: {e.path}")
     names = available_models()
     for i, m in enumerate(cfg.models):
-        if m.name not in names:
-            raise ConfigError(f"models.{i}.name: unknown model {m.name!r}; available: {', '.join(names)}")
+        if m.name.startswith(TIMM_PREFIX):
+            _check_timm(m.name, i)
+        elif m.name not in names:
+            raise ConfigError(f"models.{i}.name: unknown model {m.name!r}; available: {', '.join(names)}, "
+                              f"or {TIMM_PREFIX}<architecture>")
     for name, g in cfg.generators.items():
         g.check(name)
         if g.type == "embedded" and g.generate.get("interp_per_class"):
@@ -96,3 +100,14 @@ def _check_interp(cfg: StudyConfig, name: str, root) -> None:
         check_interp_classes(EmbeddedGenerateConfig(**{**gen, "checkpoint": "-"}), classes)
     except ConfigError as err:
         raise ConfigError(f"generators.{name}.generate.{str(err).split('.', 1)[-1]}") from None
+
+
+def _check_timm(name: str, i: int) -> None:
+    """A ``timm:<architecture>`` model must exist in the installed timm (checked before any work)."""
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError(f"models.{i}.name: {name} needs timm (pip install 'synthmix[timm]')") from None
+    arch = name.split(":", 1)[1].split(".")[0]
+    if not timm.is_model(arch):
+        raise ConfigError(f"models.{i}.name: timm has no architecture {arch!r}")

@@ -124,7 +124,10 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     net = dist.wrap(model) if dist is not None else model  # DDP: gradients averaged over ranks
     global_batch = cfg.batch_size * world
 
-    steps_per_epoch = math.ceil(n / global_batch)
+    # A last batch of one image breaks BatchNorm in training mode ("expected more than 1 value per
+    # channel"): when the split leaves exactly one, that image sits the epoch out (another one each
+    # epoch, the permutation being new).
+    steps_per_epoch = n // global_batch if n % global_batch == 1 and n > 1 else math.ceil(n / global_batch)
     # The budget: ``steps`` optimizer steps when given (equal compute across training sets of
     # different sizes), else ``epochs`` full passes; the last epoch may be cut short.
     total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
