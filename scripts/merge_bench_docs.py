@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ORDER = ["input_pipeline", "train_throughput", "embedded_generator", "demo", "contrastive",
-         "generation", "scale_out"]
+ORDER = ["demo", "recipes", "embedded_speed", "roofline", "input_pipeline", "train_throughput", "ood",
+         "diagnostics", "probe_cache", "embedded_generator", "contrastive", "generation", "sd-lora",
+         "scale_out"]
 
 root = Path(__file__).resolve().parents[1] / "docs"
 pages = {p.stem: p for p in (root / "bench").glob("*.md") if not p.stem.startswith("_")}
