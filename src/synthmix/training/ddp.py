@@ -114,4 +114,9 @@ def train_run_ddp(cfg, run_dir: str | Path, *, progress: bool = True, world: Wor
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         prepare_data(cfg.resolved(), Path(run_dir) / "data")
     dist.barrier()
-    return train_run(cfg, run_dir, progress=progress and world.is_main, dist=dist)
+    result = train_run(cfg, run_dir, progress=progress and world.is_main, dist=dist)
+    # Every rank leaves together, after rank 0's evaluation: a rank that tore its gloo group down
+    # while the other was still working was seen to abort ("terminate called without an active
+    # exception") on a loaded machine.
+    dist.barrier()
+    return result
