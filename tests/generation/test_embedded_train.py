@@ -92,3 +92,21 @@ def test_training_uses_real_train_rows_only(manifest, tmp_path):
     assert classes == ["apple", "banana", "orange"]
     assert x.shape == (24, 3, 16, 16) and x.dtype == torch.uint8  # 8 train images per class, no test
     assert torch.bincount(y).tolist() == [8, 8, 8]
+
+
+def test_the_same_training_in_two_folders_plans_the_same_rows(manifest, tmp_path):
+    """Generated ids (and so seeds and images) depend on the weights, not on the checkpoint file,
+    which also stores paths and timings: two runs in two folders plan identical rows."""
+    from synthmix.generation.embedded.backend import plan_rows
+    from synthmix.generation.embedded.checkpoint import load_generator
+    from synthmix.generation.embedded.config import EmbeddedGenerateConfig
+    from synthmix.generation.embedded.train import train_generator
+
+    cfg = EmbeddedGenerateConfig(checkpoint="-", per_class=2)
+    plans, files = [], []
+    for name in ("a", "b"):
+        ckpt = train_generator(tiny_train_config(manifest, tmp_path / name))
+        files.append(ckpt.read_bytes())
+        plans.append(plan_rows(cfg, load_generator(ckpt)))
+    assert files[0] != files[1]  # paths and timings differ ...
+    assert plans[0] == plans[1]  # ... the planned rows do not

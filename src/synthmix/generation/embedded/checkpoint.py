@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from synthmix.core.errors import DataError
-from synthmix.core.hashing import sha256_file
 from synthmix.core.io import atomic_path
 from synthmix.generation.embedded.config import ModelConfig, TrainConfig
 
@@ -60,4 +59,22 @@ def load_generator(path: str | Path, device: str = "cpu", use_ema: bool = True) 
     model.load_state_dict(state["ema" if use_ema and "ema" in state else "model"])
     model.to(device).eval().requires_grad_(False)
     return LoadedGenerator(model, cfg.model, list(state["classes"]), cfg.resolution,
-                           sha256_file(path)[:16], int(state["step"]), path)
+                           weights_fingerprint(state["ema" if use_ema and "ema" in state else "model"],
+                                               list(state["classes"]), cfg.resolution),
+                           int(state["step"]), path)
+
+
+def weights_fingerprint(weights: dict[str, Any], classes: list[str], resolution: int) -> str:
+    """16 hex digits of sha256 over the sampling weights (names and bytes), classes and resolution.
+
+    The provenance of every generated row and the seed of its planned id: it must depend on what
+    makes the images, not on the checkpoint file, which also holds the training config's paths and
+    timings (a file hash made every run plan different ids, hence different images)."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({"classes": classes, "resolution": resolution}).encode())
+    for name in sorted(weights):
+        t = weights[name]
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes() if hasattr(t, "detach") else repr(t).encode())
+    return h.hexdigest()[:16]
