@@ -265,3 +265,30 @@ def test_call_kwargs_keeps_only_what_the_pipeline_takes(caplog):
     got = call_kwargs(FluxLike(), prompt=["a"], negative_prompt=["b"], guidance_scale=2.0, height=None)
     assert got == {"prompt": ["a"], "guidance_scale": 2.0}
     assert "negative_prompt" in caplog.text
+
+
+def test_a_study_never_generates_its_near_ood_class(tmp_path, tiny_model):
+    """The study path with the tiny pipeline and NO classes list: the dataset's `mixed` folder is the
+    near-OOD set, so text2img plans apple/banana/orange only (it used to plan "a photo of a mixed")."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+    from study_helpers import study_dict, tiny_dataset
+
+    from synthmix.data.manifest import read_manifest
+    from synthmix.experiments.executor import execute, stage_dir
+    from synthmix.experiments.load import parse_study
+    from synthmix.experiments.runner import prepare
+
+    data = tiny_dataset(tmp_path / "data", per_class=2, test_per_class=1)
+    d = study_dict(data, seeds=[0], controls={"enabled": False})
+    d["generators"] = {"sd": {"type": "text2img", "generate": {
+        k: v for k, v in gen_cfg(tiny_model, images_per_class=1).items() if k != "type"}}}
+    d["setups"].append({"name": "syn", "generator": "sd", "mix": {"kind": "per_real", "k": 1}})
+    cfg, plan, run = prepare(parse_study(d), tmp_path / "run")
+    gen = plan.shared["generate:sd"]
+    assert execute(run, [gen])[gen.key] == "ran"
+    rows = read_manifest(stage_dir(run, gen.key) / "manifest.jsonl")
+    assert rows and {r["label"] for r in rows} == {"apple", "banana", "orange"}
+    assert not any("mixed" in (r.get("prompt") or "") for r in rows)
