@@ -58,6 +58,22 @@ def run_real_rows(rows: list[dict[str, Any]], manifest: Path, run_cfg,
              if r.get("source") == "real" and r.get("label") in wanted], rm)
 
 
+def scoring_setup(manifest: Path, run_dir: str | Path):
+    """What scoring a manifest's rows with a finished run's classifier needs (curation and
+    diagnostics): (rows, model, run config, classes, input size, normalisation, preprocessing at that
+    size, {class: index}, real rows of the run's classes, the manifest they come from)."""
+    from synthmix.data.manifest import read_manifest
+    from synthmix.training.rundir import load_run_model
+
+    rows = read_manifest(manifest)
+    model, run_cfg, classes = load_run_model(run_dir)
+    size, norm = run_cfg.train.input_size, run_cfg.train.normalization
+    pre = run_cfg.preprocess.model_copy(update={"size": size})
+    index = {c: i for i, c in enumerate(classes)}
+    real, real_manifest = run_real_rows(rows, manifest, run_cfg, classes)
+    return rows, model, run_cfg, classes, size, norm, pre, index, real, real_manifest
+
+
 def _load_images(rows, manifest: Path, size: int, preprocess):
     """uint8 [N,3,S,S] of rows that decode, plus {index: error} of those that do not."""
     import numpy as np
@@ -90,22 +106,15 @@ def curate_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | Pa
     from synthmix.curation.sort import assign_role, calibrate, translation_role
     from synthmix.data.manifest import (
         ROLE_TRANSLATION,
-        read_manifest,
         rebase_rows,
         resolve_path,
         write_manifest,
     )
     from synthmix.evaluation.features import extract
-    from synthmix.training.rundir import load_run_model
 
     cfg = cfg or CurationConfig()
     manifest, out_dir = Path(manifest), Path(out_dir)
-    rows = read_manifest(manifest)
-    model, run_cfg, classes = load_run_model(run_dir)
-    size, norm = run_cfg.train.input_size, run_cfg.train.normalization
-    pre = run_cfg.preprocess.model_copy(update={"size": size})
-    index = {c: i for i, c in enumerate(classes)}
-    real, real_manifest = run_real_rows(rows, manifest, run_cfg, classes)
+    rows, model, run_cfg, classes, size, norm, pre, index, real, real_manifest = scoring_setup(manifest, run_dir)
     train = [r for r in real if r.get("split") == "train"]
     val = [r for r in real if r.get("split") == "val"]
     if not train or not val:

@@ -121,8 +121,7 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
     """Diagnostics of the synthetic rows of ``manifest`` (see the module docstring)."""
     from synthmix.core.errors import DataError
     from synthmix.core.io import atomic_write_json
-    from synthmix.curation.run import _load_images, run_real_rows
-    from synthmix.data.manifest import read_manifest
+    from synthmix.curation.run import _load_images, scoring_setup
     from synthmix.diagnostics.features import feature_space
     from synthmix.diagnostics.labels import cas_from_run
     from synthmix.diagnostics.memorisation import (
@@ -133,16 +132,10 @@ def inspect_manifest(manifest: str | Path, run_dir: str | Path, out_dir: str | P
         nearest_pixels,
     )
     from synthmix.evaluation.features import extract
-    from synthmix.training.rundir import load_run_model
 
     cfg = cfg or InspectConfig()
     manifest, out_dir = Path(manifest), Path(out_dir)
-    rows = read_manifest(manifest)
-    model, run_cfg, classes = load_run_model(run_dir)
-    size, norm = run_cfg.train.input_size, run_cfg.train.normalization
-    pre = run_cfg.preprocess.model_copy(update={"size": size})
-    index = {c: i for i, c in enumerate(classes)}
-    real, real_manifest = run_real_rows(rows, manifest, run_cfg, classes)
+    rows, model, run_cfg, classes, size, norm, pre, index, real, real_manifest = scoring_setup(manifest, run_dir)
     split = {s: [r for r in real if r.get("split") == s] for s in ("train", "val", "test")}
     if not split["train"]:
         raise DataError(real_manifest, f"no real train rows of the run's classes {classes}: the "
