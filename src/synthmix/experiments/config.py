@@ -36,6 +36,15 @@ ContrastiveOverrides = partial_model(ContrastiveConfig)
 DETECTORS = ("msp", "energy", "maxlogit", "gen", "knn", "mahalanobis", "vim", "react")
 
 
+def _stage_settings(config_cls: type, v: dict[str, Any], source: str) -> dict[str, Any]:
+    """A stage's settings mapping, validated by the stage's own config class; the device is the
+    study's runtime choice, never set here."""
+    if "device" in v:
+        raise ValueError("device is set by the study")
+    parse_config(config_cls, v, source=source)
+    return v
+
+
 class DatasetSection(StrictModel):
     """The real images: an ImageFolder with ``train/`` and ``test/`` (or one folder, split by the scan)."""
 
@@ -115,10 +124,7 @@ class CurationSection(StrictModel):
     def _settings(cls, v: dict[str, Any]) -> dict[str, Any]:
         from synthmix.curation.run import CurationConfig
 
-        if "device" in v:
-            raise ValueError("device is set by the study")
-        parse_config(CurationConfig, v, source="curation.settings")
-        return v
+        return _stage_settings(CurationConfig, v, "curation.settings")
 
 
 class BudgetSection(StrictModel):
@@ -248,10 +254,7 @@ class EvaluationSection(StrictModel):
     def _diag(cls, v: dict[str, Any]) -> dict[str, Any]:
         from synthmix.diagnostics.inspect import InspectConfig
 
-        if "device" in v:
-            raise ValueError("device is set by the study")
-        parse_config(InspectConfig, v, source="evaluation.diagnostics_settings")
-        return v
+        return _stage_settings(InspectConfig, v, "evaluation.diagnostics_settings")
 
     @model_validator(mode="after")
     def _primary(self) -> EvaluationSection:

@@ -124,12 +124,15 @@ def _data_info(run: Path, plan: dict[str, Any], study: dict[str, Any]) -> dict[s
     if done is None or not done.exists():
         return {}
     manifest = resolve_path(done, read_json(done)["summary"]["manifest"])
-    near = (study.get("dataset") or {}).get("near_ood_class", "mixed")
-    rows = [r for r in read_manifest(manifest) if r.get("source") == "real" and r.get("label") != near]
+    from synthmix.experiments.config import NEAR_OOD_CLASS
+
+    near = (study.get("dataset") or {}).get("near_ood_class", NEAR_OOD_CLASS)
+    all_rows = read_manifest(manifest)
+    rows = [r for r in all_rows if r.get("source") == "real" and r.get("label") != near]
     train = Counter(r["label"] for r in rows if r.get("split") == "train")
     return {"real_train_counts": dict(sorted(train.items())),
             "n_test": sum(r.get("split") == "test" for r in rows),
-            "n_near_ood": sum(1 for r in read_manifest(manifest) if r.get("label") == near)}
+            "n_near_ood": sum(1 for r in all_rows if r.get("label") == near)}
 
 
 def baseline_check(summary: dict[str, Any]) -> dict[str, Any]:
