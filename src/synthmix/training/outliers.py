@@ -45,7 +45,9 @@ from synthmix.training.losses.outlier import ENERGY_MARGINS_CIFAR, ENERGY_WEIGHT
 if TYPE_CHECKING:
     import torch
 
-CORRUPTIONS = ("jigsaw", "cutmix", "mixup", "blur", "noise")
+CORRUPTIONS = ("jigsaw", "cutmix", "mixup", "blur", "noise", "collage")
+DEFAULT_KINDS = ("jigsaw", "cutmix", "mixup", "blur", "noise")
+CorruptionKind = Literal["jigsaw", "cutmix", "mixup", "blur", "noise", "collage"]
 
 
 class OutlierLossConfig(StrictModel):
@@ -80,8 +82,8 @@ class OutlierConfig(OutlierLossConfig):
     source: Literal["synthetic_role", "corrupted", "folder"]
     roles: list[str] = Field(default_factory=lambda: ["near_ood"], description="synthetic_role: manifest roles")
     path: Path | None = Field(None, description="folder: an image folder (any layout)")
-    kinds: list[Literal["jigsaw", "cutmix", "mixup", "blur", "noise"]] = Field(
-        default_factory=lambda: list(CORRUPTIONS), description="corrupted: kinds, used in turn")
+    kinds: list[CorruptionKind] = Field(
+        default_factory=lambda: list(DEFAULT_KINDS), description="corrupted: kinds, used in turn")
     max_images: int | None = Field(None, ge=1, description="cap on outlier images (corrupted: the count; "
                                    "default the number of real train images)")
 
@@ -114,7 +116,7 @@ def outlier_term(logits_in: torch.Tensor, logits_out: torch.Tensor, cfg: Outlier
 # ----------------------------------------------------------------------------- cheap outliers
 
 def corrupt_images(x: torch.Tensor, labels: torch.Tensor, n: int, seed: int,
-                   kinds: Sequence[str] = CORRUPTIONS) -> tuple[torch.Tensor, list[str]]:
+                   kinds: Sequence[str] = DEFAULT_KINDS) -> tuple[torch.Tensor, list[str]]:
     """Cheap outliers made from real images: heavy corruptions and mixed-class augmentations.
 
     x: uint8 [N, 3, S, S] (real train images); labels: int64 [N]; n: images to make; seed: all
@@ -125,9 +127,12 @@ def corrupt_images(x: torch.Tensor, labels: torch.Tensor, n: int, seed: int,
     * ``cutmix`` — a box of 30-60 % of the area pasted from an image of another class;
     * ``mixup`` — a 35-65 % blend with an image of another class;
     * ``blur`` — area-downsampled to S/8 (at least 2 px) and upsampled bilinearly;
-    * ``noise`` — gaussian noise of std 0.3-0.5 (images in [0, 1]).
+    * ``noise`` — gaussian noise of std 0.3-0.5 (images in [0, 1]);
+    * ``collage`` — 2-3 images of different classes, shrunk and placed side by side on a plain
+      background (:func:`collage`): several objects of different classes in one photo.
 
-    ``cutmix`` / ``mixup`` fall back to any other image when there is one class only.
+    ``cutmix`` / ``mixup`` fall back to any other image when there is one class only (``collage``:
+    see :func:`collage`). The default kinds (``DEFAULT_KINDS``) leave ``collage`` out.
     Returns (uint8 [n, 3, S, S], kind of each image).
     """
     import torch
@@ -186,12 +191,114 @@ def corrupt_images(x: torch.Tensor, labels: torch.Tensor, n: int, seed: int,
         elif kind == "blur":
             small = F.interpolate(img[None], size=(max(2, H // 8), max(2, W // 8)), mode="area")
             res = F.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)[0]
+        elif kind == "collage":
+            res = collage(x, labels, g, first=i)[0].float() / 255.0
         else:  # noise
             std = 0.3 + 0.2 * float(torch.rand((), generator=g))
             res = img + std * torch.randn(img.shape, generator=g)
         out[j] = (res.clamp(0, 1) * 255.0).round().to(torch.uint8)
         names.append(kind)
     return out, names
+
+
+def content_box(img: torch.Tensor) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of ``img`` (uint8 [3, H, W]) without its letterbox bars: the
+    leading / trailing rows and columns in which every pixel has the same colour (``resize: pad``
+    fill, or a perfectly flat margin). The whole image when trimming would leave under a quarter
+    of a side."""
+    H, W = img.shape[1:]
+    flat_row = (img == img[:, :, :1]).all(dim=2).all(dim=0)  # [H]: the row is one colour
+    flat_col = (img == img[:, :1, :]).all(dim=1).all(dim=0)  # [W]
+
+    def span(flat, n: int) -> tuple[int, int]:
+        lo, hi = 0, n
+        while lo < n and bool(flat[lo]):
+            lo += 1
+        while hi > lo and bool(flat[hi - 1]):
+            hi -= 1
+        return (lo, hi) if hi - lo >= max(1, n // 4) else (0, n)
+
+    top, bottom = span(flat_row, H)
+    left, right = span(flat_col, W)
+    return top, bottom, left, right
+
+
+def collage(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, first: int | None = None,
+            n_pieces: tuple[int, int] = (2, 3), scale: tuple[float, float] = (0.40, 0.65),
+            max_overlap: float = 0.25, tries: int = 12) -> tuple[torch.Tensor, list[int]]:
+    """One collage: several objects of different classes in one image (a cheap near-OOD outlier
+    that looks like a photo of mixed fruit rather than a damaged one).
+
+    x: uint8 [N, 3, S, S]; labels: int [N]; every random draw comes from ``generator``. Draws a
+    piece count in ``n_pieces`` (inclusive), capped at the number of classes (at least 2 pieces
+    when there are 2+ images), then one image of each of that many distinct classes (``first``,
+    when given, is the first piece and fixes its class). Each piece is cut to its
+    :func:`content_box`, shrunk (aspect kept, area-averaged) so that its longer side is a uniform
+    ``scale`` fraction of S, and placed at a uniform position; a position is redrawn (up to
+    ``tries`` times, then the least-overlapping draw is kept) while it covers more than
+    ``max_overlap`` of a smaller already placed piece. The background is the per-channel median of
+    the pieces' content-box border pixels (white for photos on white). With one class the pieces
+    are distinct images of that class (one image: the same image twice).
+
+    Returns (uint8 [3, S, S], indices into ``x`` of the pieces, in paste order).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    N, _, H, W = x.shape
+    labels = labels.long()
+    classes = labels.unique()
+    lo_n, hi_n = n_pieces
+    k = int(torch.randint(lo_n, hi_n + 1, (1,), generator=generator))
+    k = max(min(k, int(classes.numel())), min(2, N))
+    first = int(torch.randint(N, (1,), generator=generator)) if first is None else int(first)
+    picks = [first]
+    if classes.numel() > 1:
+        rest = classes[classes != labels[first]]
+        rest = rest[torch.randperm(rest.numel(), generator=generator)][:k - 1]
+        for c in rest.tolist():
+            pool = (labels == c).nonzero().flatten()
+            picks.append(int(pool[torch.randint(pool.numel(), (1,), generator=generator)]))
+    else:
+        pool = torch.tensor([j for j in range(N) if j != first] or [first])
+        pool = pool[torch.randperm(pool.numel(), generator=generator)]
+        picks += [int(pool[j % pool.numel()]) for j in range(k - 1)]
+
+    pieces, ring = [], []
+    for i in picks:
+        t, b, lft, r = content_box(x[i])
+        crop = x[i, :, t:b, lft:r].float()
+        ring.append(torch.cat([crop[:, 0, :], crop[:, -1, :], crop[:, :, 0], crop[:, :, -1]], dim=1))
+        frac = float(torch.empty(()).uniform_(scale[0], scale[1], generator=generator))
+        h, w = crop.shape[1:]
+        f = frac * min(H, W) / max(h, w)
+        nh, nw = max(1, min(H, round(h * f))), max(1, min(W, round(w * f)))
+        pieces.append(F.interpolate(crop[None], size=(nh, nw), mode="area")[0])
+    bg = torch.cat(ring, dim=1).median(dim=1).values  # [3]
+    canvas = bg[:, None, None].expand(3, H, W).clone()
+    boxes: list[tuple[int, int, int, int]] = []
+    for piece in pieces:
+        ph, pw = piece.shape[1:]
+        best, best_ov = None, None
+        for _ in range(tries):
+            top = int(torch.randint(H - ph + 1, (1,), generator=generator))
+            left = int(torch.randint(W - pw + 1, (1,), generator=generator))
+            ov = max((_overlap((top, left, ph, pw), bx) for bx in boxes), default=0.0)
+            if best_ov is None or ov < best_ov:
+                best, best_ov = (top, left), ov
+            if ov <= max_overlap:
+                break
+        top, left = best
+        canvas[:, top:top + ph, left:left + pw] = piece
+        boxes.append((top, left, ph, pw))
+    return canvas.round().clamp(0, 255).to(torch.uint8), picks
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection of boxes (top, left, h, w) over the smaller box's area."""
+    ih = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    iw = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, ih) * max(0, iw) / min(a[2] * a[3], b[2] * b[3])
 
 
 # ----------------------------------------------------------------------------- selection
