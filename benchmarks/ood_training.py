@@ -1,12 +1,16 @@
 """Training with outliers on the bundled fruits: real-only vs + Outlier Exposure / energy margin
 with cheap corrupted outliers, side by side, several seeds.
 
-The demo's classifier settings (small CNN, 32 px, 15 epochs, batch 32, AdamW 1e-3, label smoothing
-0.1, the demo's augmentation); near-OOD = every `mixed` photo of the bundled copy (never trained
-on), far-OOD = scikit-image crops; ID = the bundled test split. Every detector of
-``FittedDetectors`` (fit on the real train images only) scores each set.
+``--recipe demo`` (default): the demo's classifier settings (configs/demo.yaml: small CNN, 32 px,
+30 epochs, batch 32, AdamW 1e-3, weight decay 5e-4, cosine with 1 warmup epoch, label smoothing
+0.1, its ``preprocessing.augment``); ``--recipe ood-md``: the older 15-epoch recipe of
+docs/bench/ood.md. Near-OOD = every `mixed` photo of the bundled copy (never trained on), far-OOD =
+scikit-image crops; ID = the bundled test split. Every detector of ``FittedDetectors`` (fit on the
+real train images only) scores each set.
 
     OMP_NUM_THREADS=1 python benchmarks/ood_training.py --seeds 0 1 2 --out /tmp/ood-bench
+    OMP_NUM_THREADS=1 python benchmarks/ood_training.py --seeds 0 1 2 3 4 \
+        --setups real oe-corrupted oe-collage oe-all-kinds --out /tmp/ood-collage   # docs/bench/ood_collage.md
 
 Prints one markdown table (mean over seeds, ± sample SD) and writes ``results.json`` in --out.
 """
@@ -20,6 +24,15 @@ from pathlib import Path
 
 AUGMENT = {"hflip": 0.5, "crop_scale": [0.7, 1.0], "rotation": 10, "brightness": 0.2, "contrast": 0.2,
            "saturation": 0.2, "hue": 0.02}
+# configs/demo.yaml preprocessing.augment and training (the demo's from-scratch recipe)
+DEMO_AUGMENT = {"hflip": 0.5, "crop_scale": [0.4, 1.0], "margin": 0.2, "margin_prob": 0.5, "rotation": 20,
+                "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02}
+RECIPES = {
+    "demo": {"epochs": 30, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 5e-4,
+             "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1, "augment": DEMO_AUGMENT},
+    "ood-md": {"epochs": 15, "batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1, "augment": AUGMENT},
+}
+ALL_KINDS = ["jigsaw", "cutmix", "mixup", "blur", "noise", "collage"]
 
 SETUPS = {
     "real": None,
@@ -29,13 +42,28 @@ SETUPS = {
     "energy-m4m1-corrupted": {"source": "corrupted", "loss": "energy", "m_in": -4.0, "m_out": -1.0},
     # mixed-class kinds only (the nearest of the cheap outliers)
     "oe-mixclass": {"source": "corrupted", "loss": "oe", "kinds": ["cutmix", "mixup", "jigsaw"]},
+    # collages: several real images of different classes on a plain background (mixed-fruit-like)
+    "oe-collage": {"source": "corrupted", "loss": "oe", "kinds": ["collage"]},
+    "oe-all-kinds": {"source": "corrupted", "loss": "oe", "kinds": ALL_KINDS},
+    "oe-collage-w1": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "weight": 1.0},
+    "oe-collage-w025": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "weight": 0.25},
+    "oe-collage-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "batch_ratio": 2.0},
+    "oe-collage-n4x": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "max_images": 748},
+    "oe-all-kinds-w1": {"source": "corrupted", "loss": "oe", "kinds": ALL_KINDS, "weight": 1.0},
+    "oe-collage-n4x-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "max_images": 748,
+                          "batch_ratio": 2.0},
+    "oe-collage-mixclass": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "cutmix", "mixup"]},
+    "energy-collage-m4m1": {"source": "corrupted", "loss": "energy", "kinds": ["collage"], "m_in": -4.0,
+                            "m_out": -1.0},
 }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--recipe", choices=list(RECIPES), default="demo")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--size", type=int, default=32, help="input size (32: the demo's)")
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     ap.add_argument("--out", type=Path, default=Path("/tmp/synthmix-ood-bench"))
     args = ap.parse_args()
@@ -57,13 +85,14 @@ def main() -> None:
     from synthmix.training.train import TrainRunConfig, prepare_data, train_run
 
     out = args.out
+    size = args.size
+    recipe = {**RECIPES[args.recipe], **({"epochs": args.epochs} if args.epochs else {})}
     base = TrainRunConfig(folder=fruits_path(), val_fraction=0.15, gradcam=False, eval_splits=["test"],
-                          train={"model": "small_cnn", "input_size": 32, "epochs": args.epochs, "batch_size": 32,
-                                 "lr": 1e-3, "label_smoothing": 0.1, "augment": AUGMENT, "device": "cpu",
+                          train={"model": "small_cnn", "input_size": size, **recipe, "device": "cpu",
                                  "num_threads": 1})
     base = prepare_data(base.resolved(), out / "data").model_copy(update={"cache_dir": (out / "cache").resolve()})
     rows = read_manifest(base.manifest)
-    size = 32
+    print(f"recipe {args.recipe}: {recipe}, {size} px", flush=True)
     far_rows = build_far_ood(out / "far_ood", size=size)
 
     def x_of(rs, manifest):
@@ -129,20 +158,22 @@ def _table(results: dict, n_near: int, n_far: int) -> None:
         from synthmix.evaluation.stats import mean_ci
 
         print("\npaired by seed, setup - real: mean [95 % t-interval]\n")
-        print("| setup | Δ test accuracy | Δ near msp | Δ near energy | Δ near gen | Δ far energy |")
-        print("|---|---|---|---|---|---|")
-        for s in setups:
-            if s == "real":
-                continue
-            seeds = [k for k in results[s] if k in results["real"]]
+        for part in ("near", "far"):
+            print(f"\n{part}-OOD AUROC, Δ vs real:\n")
+            print("| setup | Δ test accuracy | " + " | ".join(f"Δ {part} {d}" for d in dets) + " |")
+            print("|---" * (2 + len(dets)) + "|")
+            for s in setups:
+                if s == "real":
+                    continue
+                seeds = [k for k in results[s] if k in results["real"]]
 
-            def delta(get, seeds=seeds, s=s):
-                m = mean_ci([get(results[s][k]) - get(results["real"][k]) for k in seeds])
-                return f"{m['mean']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}]" if m["lo"] is not None else f"{m['mean']:+.3f}"
+                def delta(get, seeds=seeds, s=s):
+                    m = mean_ci([get(results[s][k]) - get(results["real"][k]) for k in seeds])
+                    return (f"{m['mean']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}]" if m["lo"] is not None
+                            else f"{m['mean']:+.3f}")
 
-            print(f"| {s} | {delta(lambda e: e['accuracy'])} | {delta(lambda e: e['near']['msp']['auroc'])} | "
-                  f"{delta(lambda e: e['near']['energy']['auroc'])} | {delta(lambda e: e['near']['gen']['auroc'])} | "
-                  f"{delta(lambda e: e['far']['energy']['auroc'])} |")
+                cells = [delta(lambda e, d=d, part=part: e[part][d]["auroc"]) for d in dets]
+                print(f"| {s} | {delta(lambda e: e['accuracy'])} | " + " | ".join(cells) + " |")
     print("\nnear-OOD FPR@95 / AUPR-out (energy, react, vim):\n")
     for s in setups:
         seeds = list(results[s])

@@ -224,8 +224,9 @@ def content_box(img: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def collage(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, first: int | None = None,
-            n_pieces: tuple[int, int] = (2, 3), scale: tuple[float, float] = (0.40, 0.65),
-            max_overlap: float = 0.25, tries: int = 12) -> tuple[torch.Tensor, list[int]]:
+            n_pieces: tuple[int, int] = (2, 3), scale: tuple[float, float] = (0.50, 0.80),
+            max_overlap: float = 0.35, tries: int = 12, cutout: float | None = 40.0, frame: bool = True
+            ) -> tuple[torch.Tensor, list[int]]:
     """One collage: several objects of different classes in one image (a cheap near-OOD outlier
     that looks like a photo of mixed fruit rather than a damaged one).
 
@@ -237,8 +238,13 @@ def collage(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, f
     ``scale`` fraction of S, and placed at a uniform position; a position is redrawn (up to
     ``tries`` times, then the least-overlapping draw is kept) while it covers more than
     ``max_overlap`` of a smaller already placed piece. The background is the per-channel median of
-    the pieces' content-box border pixels (white for photos on white). With one class the pieces
-    are distinct images of that class (one image: the same image twice).
+    the pieces' content-box border pixels (white for photos on white). ``cutout`` (0-255, None =
+    off): paste only a piece's pixels farther than this (max over channels) from the median colour
+    of its own border, i.e. the object without its plain background (whole rectangles when the
+    background is not plain). ``frame``: compose inside the content box of the first piece's
+    image and keep its letterbox bars (the collage has the frame of a real padded photo; sizes and
+    positions are then relative to that box, pieces shrunk further to fit it). With one class the
+    pieces are distinct images of that class (one image: one piece).
 
     Returns (uint8 [3, S, S], indices into ``x`` of the pieces, in paste order).
     """
@@ -264,32 +270,42 @@ def collage(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, f
         pool = pool[torch.randperm(pool.numel(), generator=generator)]
         picks += [int(pool[j % pool.numel()]) for j in range(k - 1)]
 
-    pieces, ring = [], []
+    ft, fb, fl, fr = content_box(x[first]) if frame else (0, H, 0, W)
+    FH, FW = fb - ft, fr - fl
+    pieces, ring, masks = [], [], []
     for i in picks:
         t, b, lft, r = content_box(x[i])
         crop = x[i, :, t:b, lft:r].float()
         ring.append(torch.cat([crop[:, 0, :], crop[:, -1, :], crop[:, :, 0], crop[:, :, -1]], dim=1))
         frac = float(torch.empty(()).uniform_(scale[0], scale[1], generator=generator))
         h, w = crop.shape[1:]
-        f = frac * min(H, W) / max(h, w)
-        nh, nw = max(1, min(H, round(h * f))), max(1, min(W, round(w * f)))
+        f = min(frac * max(FH, FW) / max(h, w), FH / h, FW / w)
+        nh, nw = max(1, min(FH, round(h * f))), max(1, min(FW, round(w * f)))
         pieces.append(F.interpolate(crop[None], size=(nh, nw), mode="area")[0])
+        if cutout is not None:
+            own = ring[-1].median(dim=1).values[:, None, None]
+            masks.append((pieces[-1] - own).abs().amax(dim=0) > cutout)
     bg = torch.cat(ring, dim=1).median(dim=1).values  # [3]
-    canvas = bg[:, None, None].expand(3, H, W).clone()
+    canvas = x[first].float()  # a copy: its letterbox bars stay when frame is set
+    canvas[:, ft:fb, fl:fr] = bg[:, None, None]
     boxes: list[tuple[int, int, int, int]] = []
-    for piece in pieces:
+    for p, piece in enumerate(pieces):
         ph, pw = piece.shape[1:]
         best, best_ov = None, None
         for _ in range(tries):
-            top = int(torch.randint(H - ph + 1, (1,), generator=generator))
-            left = int(torch.randint(W - pw + 1, (1,), generator=generator))
+            top = ft + int(torch.randint(FH - ph + 1, (1,), generator=generator))
+            left = fl + int(torch.randint(FW - pw + 1, (1,), generator=generator))
             ov = max((_overlap((top, left, ph, pw), bx) for bx in boxes), default=0.0)
             if best_ov is None or ov < best_ov:
                 best, best_ov = (top, left), ov
             if ov <= max_overlap:
                 break
         top, left = best
-        canvas[:, top:top + ph, left:left + pw] = piece
+        if cutout is None or not bool(masks[p].any()):
+            canvas[:, top:top + ph, left:left + pw] = piece
+        else:
+            region = canvas[:, top:top + ph, left:left + pw]
+            canvas[:, top:top + ph, left:left + pw] = torch.where(masks[p], piece, region)
         boxes.append((top, left, ph, pw))
     return canvas.round().clamp(0, 255).to(torch.uint8), picks
 
