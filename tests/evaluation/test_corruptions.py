@@ -186,3 +186,22 @@ def test_evaluate_corruptions_against_a_manual_loop(photos):
     assert corruption_errors(acc)["fog"][5] == pytest.approx(1 - acc["fog"][5])
     with pytest.raises(ValueError, match="unknown"):
         evaluate_corruptions(model, photos, y, corruptions=["frost"])
+
+
+def test_a_study_makes_the_corrupted_test_set_once_and_reads_it_back(tmp_path):
+    """The evaluate stage's cache: the same images as corrupt() per (name, severity), made once per run."""
+    import torch
+
+    from synthmix.evaluation.corruptions import corrupt
+    from synthmix.experiments.stages.evaluate import _corrupted_test_set
+
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    combos = [("gaussian_noise", 1), ("contrast", 5)]
+    a = _corrupted_test_set(x, combos, tmp_path)
+    files = list(tmp_path.glob("corrupted-test-*.pt"))
+    assert len(files) == 1 and a.shape == (8, 3, 16, 16) and a.dtype == torch.uint8
+    assert torch.equal(a[:4], corrupt(x, "gaussian_noise", 1, seed=0)) and torch.equal(a[4:], corrupt(x, "contrast", 5, seed=0))
+    mtime = files[0].stat().st_mtime_ns
+    assert torch.equal(_corrupted_test_set(x, combos, tmp_path), a) and files[0].stat().st_mtime_ns == mtime
+    _corrupted_test_set(x[:2], combos, tmp_path)  # other images: another file, never the first one's
+    assert len(list(tmp_path.glob("corrupted-test-*.pt"))) == 2

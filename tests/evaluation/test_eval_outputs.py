@@ -92,3 +92,28 @@ def test_set_name_cannot_escape_the_output_dir(tmp_path):
     with pytest.raises(SynthmixError, match="escapes"):
         evaluate_model(model, x, np.array([0, 1]), ["a", "b"], tmp_path / "eval", name="../outside")
     assert not (tmp_path / "outside").exists()
+
+
+def test_figure_splits_draw_only_the_chosen_splits_with_the_same_metrics(tmp_path):
+    """A study's later seeds skip the figures (about a second of matplotlib per split): same metrics and
+    arrays, no image files."""
+    from synthmix.evaluation.evaluate import evaluate_splits
+
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 3, input_size=32)
+    x, y = _data()
+    rows = [{"id": f"i{k}", "split": "val" if k < 6 else "test", "label": "abc"[y[k]]} for k in range(12)]
+
+    def tensors(rs):
+        idx = [int(r["id"][1:]) for r in rs]
+        return x[idx], torch.as_tensor(y[idx])
+
+    full = evaluate_splits(model, rows, ["a", "b", "c"], tmp_path / "all", ["val", "test"], tensors)
+    part = evaluate_splits(model, rows, ["a", "b", "c"], tmp_path / "part", ["val", "test"], tensors,
+                           figure_splits=["test"])
+    assert part == full
+    assert sorted(p.name for p in (tmp_path / "part" / "val").glob("*.png")) == []
+    assert len(list((tmp_path / "part" / "test").glob("*.png"))) == 5
+    for split in ("val", "test"):
+        for f in ("logits.npy", "features.npy"):
+            assert np.array_equal(np.load(tmp_path / "all" / split / f), np.load(tmp_path / "part" / split / f))

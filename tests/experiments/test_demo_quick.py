@@ -5,6 +5,7 @@ whose images load) and the report's tables against results/summary.json."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synthmix.core.io import read_json
+from synthmix.core.io import read_json, read_jsonl
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
 
@@ -141,3 +142,24 @@ def test_run_dir_moved_elsewhere_reports_audits_and_resumes(quick_run, tmp_path)
     said = " ".join((res.stdout + res.stderr).split())  # rich wraps long lines
     assert ": 0 stages ran," in said and "0 failed, 0 blocked" in said, said[-600:]
     assert synthmix("check", rel, cwd=other).returncode == 0
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_serial_run_metric_for_metric(quick_run, tmp_path):
+    """``--jobs 2`` (cells in two one-thread workers; the quick demo's threads: 1 everywhere) computes
+    the same numbers as the serial run: every cell's metrics.json is identical."""
+    res = synthmix("demo", "--quick", "--jobs", "2", "--out", str(tmp_path / "par"), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    pids = {e["pid"] for e in read_jsonl(tmp_path / "par" / "events.jsonl") if e.get("kind") == "train"}
+    assert len(pids) == 2  # the cells did run in two processes
+
+    def metrics(run: Path) -> dict[str, dict]:
+        out = {}
+        for d in (run / "stages").iterdir():
+            if (d / "metrics.json").exists():
+                out[d.name] = json.loads((d / "metrics.json").read_text())
+        return out
+
+    serial, par = metrics(quick_run), metrics(tmp_path / "par")
+    assert serial and serial.keys() == par.keys()
+    assert serial == par

@@ -14,12 +14,14 @@ def run(config: Path = typer.Argument(..., help="study YAML (see configs/)"),
         out: Path = typer.Option(None, "--out", help="run directory (default: runs/<study name>)"),
         device: str = typer.Option(None, help="auto / cpu / cuda / cuda:1 (default: the study's device)"),
         threads: int = typer.Option(None, help="torch CPU threads (default: the study's, else torch's)"),
+        jobs: int = typer.Option(None, help="worker processes for the cells' training / evaluation "
+                                 "(default: one per thread on a CPU, 1 on a GPU)"),
         report: bool = typer.Option(True, "--report/--no-report", help="write report.html at the end")) -> None:
     """Run every missing stage of a study (resumes after a kill; failed cells do not stop the others)."""
     from synthmix.core.log import console
     from synthmix.experiments.runner import run_study
 
-    summary = run_study(config, out, device=device, threads=threads)
+    summary = run_study(config, out, device=device, threads=threads, jobs=jobs)
     _finish(summary, out, report, console())
 
 
@@ -92,14 +94,16 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory made by `sy
 def demo(quick: bool = typer.Option(False, "--quick", help="tiny budgets: finishes in about a minute"),
          out: Path = typer.Option(None, "--out", help="run directory (default: runs/demo or runs/demo-quick)"),
          device: str = typer.Option(None, help="auto / cpu / cuda"),
-         threads: int = typer.Option(None, help="torch CPU threads (default: the demo config's)")) -> None:
+         threads: int = typer.Option(None, help="torch CPU threads (default: the demo config's)"),
+         jobs: int = typer.Option(None, help="worker processes for the cells (default: one per thread on a "
+                                  "CPU)")) -> None:
     """The whole study on the bundled fruits photos with the embedded generator, offline, then the report."""
     from synthmix.core.log import console
     from synthmix.experiments.runner import run_study
 
     config = demo_config(quick)
     console().print(f"[bold]synthmix demo[/] ({'quick' if quick else 'full'}): {config}")
-    summary = run_study(config, out or Path("runs") / config.stem, device=device, threads=threads)
+    summary = run_study(config, out or Path("runs") / config.stem, device=device, threads=threads, jobs=jobs)
     _finish(summary, out or Path("runs") / config.stem, True, console())
 
 

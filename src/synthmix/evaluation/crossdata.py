@@ -58,7 +58,8 @@ def folder_rows(folder: str | Path, classes: Sequence[str]) -> tuple[list[dict[s
 
 def evaluate_folder(model, folder: str | Path, classes: Sequence[str], out_dir: str | Path, *,
                     name: str | None = None, input_size: int = 64, normalization: str = "imagenet",
-                    preprocess=None, gradcam: bool = True, device: str = "cpu") -> dict[str, Any]:
+                    preprocess=None, gradcam: bool = True, device: str = "cpu",
+                    figures: bool = True) -> dict[str, Any]:
     """Evaluate ``model`` on ``folder``; the result carries the class ``mapping``."""
     from synthmix.data.tensors import label_tensor, load_tensor
     from synthmix.evaluation.evaluate import evaluate_model
@@ -68,7 +69,8 @@ def evaluate_folder(model, folder: str | Path, classes: Sequence[str], out_dir: 
     x = load_tensor(rows, None, input_size, preprocess=preprocess)
     y = label_tensor(rows, classes).numpy()
     result = evaluate_model(model, x, y, classes, out_dir, name=name, ids=[r["id"] for r in rows],
-                            gradcam=gradcam, normalization=normalization, device=device)
+                            gradcam=gradcam, normalization=normalization, device=device,
+                            figures=figures)
     result["mapping"] = mapping
     atomic_write_json(Path(out_dir) / name / "mapping.json", mapping)
     atomic_write_json(Path(out_dir) / name / "metrics.json", result)

@@ -33,8 +33,10 @@ from synthmix.core.io import atomic_path, atomic_write_json, atomic_write_text
 def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Path, *, name: str,
                    ids: Sequence[str] | None = None, gradcam: bool = True,
                    normalization: str = "imagenet", batch_size: int = 256, device: str = "cpu",
-                   gradcam_per_class: int = 2, seed: int = 0) -> dict[str, Any]:
-    """Evaluate ``model`` on ``x_uint8`` (labels ``y``); write ``out_dir/name/*``; return the metrics."""
+                   gradcam_per_class: int = 2, seed: int = 0, figures: bool = True) -> dict[str, Any]:
+    """Evaluate ``model`` on ``x_uint8`` (labels ``y``); write ``out_dir/name/*``; return the metrics.
+    ``figures=False`` writes the arrays and metrics only (no ROC / PR / confusion / calibration /
+    Grad-CAM figures: about a second of matplotlib per set, which a study's later seeds skip)."""
     from synthmix.core.paths import safe_join
     from synthmix.evaluation.calibration import plot_reliability
     from synthmix.evaluation.curves import plot_confusion, plot_pr, plot_roc
@@ -61,6 +63,7 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
         t = labels[known]
         result.update(classification_metrics(probs, t, classes))
         result["n"] = n
+    if known.any() and figures:
         plot_roc(probs, t, classes, d / "roc.png", title=name)
         plot_pr(probs, t, classes, d / "pr.png", title=name)
         plot_confusion(result["confusion"], classes, d / "confusion.png", title=name)
@@ -81,10 +84,11 @@ def evaluate_model(model, x_uint8, y, classes: Sequence[str], out_dir: str | Pat
 def evaluate_splits(model, rows: Sequence[dict[str, Any]], classes: Sequence[str], out_dir: str | Path,
                     splits: Sequence[str], tensors: Callable[[list[dict[str, Any]]], tuple[Any, Any]], *,
                     gradcam: bool = True, normalization: str = "imagenet", device: str = "cpu",
-                    seed: int = 0) -> dict[str, dict[str, Any] | None]:
+                    seed: int = 0, figure_splits: Sequence[str] | None = None) -> dict[str, dict[str, Any] | None]:
     """:func:`evaluate_model` on the rows of each split in ``splits`` whose label is a class
     (``out_dir/<split>/``); ``tensors(rows) -> (x uint8 [N,3,S,S], y int64 [N])``. Returns
-    ``{split: headline metrics}``, None for a split without rows."""
+    ``{split: headline metrics}``, None for a split without rows. ``figure_splits``: the splits
+    whose figures are drawn (None: every split)."""
     out: dict[str, dict[str, Any] | None] = {}
     wanted = set(classes)
     for split in splits:
@@ -94,7 +98,8 @@ def evaluate_splits(model, rows: Sequence[dict[str, Any]], classes: Sequence[str
             continue
         x, y = tensors(ev_rows)
         m = evaluate_model(model, x, y.numpy(), classes, out_dir, name=split, ids=[r["id"] for r in ev_rows],
-                           gradcam=gradcam, normalization=normalization, device=device, seed=seed)
+                           gradcam=gradcam, normalization=normalization, device=device, seed=seed,
+                           figures=figure_splits is None or split in figure_splits)
         out[split] = headline(m)
     return out
 

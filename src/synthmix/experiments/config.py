@@ -289,6 +289,8 @@ class StudyConfig(StrictModel):
     device: str = Field("auto", description="auto / cpu / cuda / cuda:1 ... (runtime: not part of any key)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (runtime: not part of any key); "
                                 "1 is much faster than 2 on a CPU shared with other jobs")
+    jobs: int | None = Field(None, ge=1, description="worker processes (one thread each) for the cells' "
+                             "training and evaluation (runtime); default: one per thread on a CPU, 1 on a GPU")
 
     @property
     def near_ood_class(self) -> str | None:

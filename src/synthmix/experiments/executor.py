@@ -10,6 +10,12 @@ A stage's outputs live in ``<run_dir>/stages/<key>/``. Markers in that directory
 Every start / done / failure is appended to ``<run_dir>/events.jsonl`` (the execution log).
 Several processes may run the same study at once (e.g. one per GPU): a stage locked by a
 live process is left to it, and its dependents wait for its done marker.
+
+``execute(..., jobs=N)`` runs the cells' small stages (kinds in ``PARALLEL_KINDS``: training and
+evaluating one classifier) in N worker processes of one thread each, and every other stage (the
+generator's training, generation, curation...) in this process with all its threads while no
+worker runs: a small CNN step is far from filling two cores with threads, a diffusion model's is
+not.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from synthmix.experiments.keys import stage_key
 
 DONE, FAILED, LOCK, ERROR, CONFIG = "done.json", "failed.json", "running.pid", "error.txt", "config.json"
 EVENTS = "events.jsonl"
+# Stage kinds that run in the worker processes of ``execute(jobs=N > 1)``, one thread each.
+PARALLEL_KINDS = frozenset({"train", "evaluate"})
 
 
 @dataclass(frozen=True)
@@ -201,14 +209,18 @@ def _clear(d: Path) -> None:
 def execute(run_dir: str | Path, leaves: Sequence[Stage],
             on_stage: Callable[[int, int, Stage, str], None] | None = None,
             wait_for_others: bool = True, poll_s: float = 2.0,
-            runtime: Runtime | None = None) -> dict[str, str]:
+            runtime: Runtime | None = None, jobs: int = 1) -> dict[str, str]:
     """Run every stage needed by ``leaves``; returns ``{key: outcome}``.
 
     Outcomes: ``done`` (was already done), ``ran``, ``failed``, ``blocked`` (an upstream stage
     failed), ``busy`` (another live process holds it and ``wait_for_others`` is False).
+    ``jobs > 1``: stages of ``PARALLEL_KINDS`` run in that many single-threaded worker processes
+    (see the module docstring); the outcomes are the same as with ``jobs=1``.
     """
     run_dir = Path(run_dir)
     order = topo_order(leaves)
+    if jobs > 1:
+        return _execute_parallel(run_dir, order, on_stage, wait_for_others, poll_s, runtime or Runtime(), jobs)
     outcome: dict[str, str] = {}
     pending = list(order)
     while pending:
@@ -236,4 +248,114 @@ def execute(run_dir: str | Path, leaves: Sequence[Stage],
         pending = [s for s in order if outcome.get(s.key) == "busy"]
         for s in pending:
             outcome.pop(s.key)
+    return outcome
+
+
+def _init_worker(threads: int) -> None:
+    """A worker process of ``execute(jobs=N)``: ``threads`` torch threads (set before any work)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(run_dir: Path, stage: Stage, runtime: Runtime) -> str:
+    return run_stage(run_dir, stage, runtime)
+
+
+def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_others: bool, poll_s: float,
+                      runtime: Runtime, jobs: int) -> dict[str, str]:
+    """``execute`` with ``jobs`` worker processes for the stages of ``PARALLEL_KINDS``.
+
+    A ready stage of another kind has priority (it is usually on the critical path: the generator,
+    then generation): no new worker task starts while one waits, and it runs here, with this
+    process's threads, once the workers are idle. A stage another process holds (``busy``) is
+    waited for (or left, with ``wait_for_others=False``), as in the serial loop."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    worker_runtime = Runtime(device=runtime.device, threads=1)
+    outcome: dict[str, str] = {}
+    waiting = list(order)
+    running: dict[cf.Future, Stage] = {}
+    held: list[Stage] = []  # locked by another live process
+    finished = 0
+
+    def report(s: Stage, state: str) -> None:
+        nonlocal finished
+        outcome[s.key] = state
+        finished += 1
+        if on_stage:
+            on_stage(finished, len(order), s, state)
+
+    def start(s: Stage) -> None:
+        if on_stage:
+            on_stage(finished, len(order), s, "start")
+
+    pool = cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                  initargs=(1,))
+    try:
+        while waiting or running or held:
+            progressed = False
+            heavy_ready = False
+            for s in list(waiting):
+                deps = [outcome.get(d.key) for d in s.deps.values()]
+                if any(o in ("failed", "blocked") for o in deps):
+                    waiting.remove(s)
+                    _log(run_dir, "blocked", s, message="an upstream stage failed")
+                    report(s, "blocked")
+                    progressed = True
+                elif any(o == "busy" for o in deps):
+                    waiting.remove(s)
+                    report(s, "busy")
+                    progressed = True
+                elif all(o in ("done", "ran") for o in deps):
+                    if is_done(run_dir, s.key):
+                        waiting.remove(s)
+                        report(s, "done")
+                        progressed = True
+                    elif s.kind not in PARALLEL_KINDS:
+                        heavy_ready = True
+                        if not running:
+                            waiting.remove(s)
+                            start(s)
+                            state = run_stage(run_dir, s, runtime)
+                            if state == "busy":
+                                held.append(s)
+                            else:
+                                report(s, state)
+                            progressed = True
+                            break  # its dependents may be ready now: scan again from the top
+                    elif not heavy_ready and len(running) < jobs:
+                        waiting.remove(s)
+                        start(s)
+                        running[pool.submit(_run_in_worker, run_dir, s, worker_runtime)] = s
+                        progressed = True
+            if progressed:
+                continue
+            if running:
+                done, _ = cf.wait(list(running), timeout=poll_s if held else None,
+                                  return_when=cf.FIRST_COMPLETED)
+                for f in done:
+                    s = running.pop(f)
+                    state = f.result()
+                    if state == "busy":
+                        held.append(s)
+                    else:
+                        report(s, state)
+                continue
+            if held:
+                if not wait_for_others:
+                    for s in held:
+                        report(s, "busy")
+                    held.clear()
+                    continue
+                while all(lock_holder(run_dir, s.key) and not is_done(run_dir, s.key) for s in held):
+                    time.sleep(poll_s)
+                waiting = [s for s in order if s in held or s in waiting]  # back in topological order
+                held.clear()
+                continue
+            raise RuntimeError(f"execute: no stage can start ({len(waiting)} waiting); a dependency cycle?")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return outcome

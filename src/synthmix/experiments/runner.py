@@ -30,7 +30,8 @@ def prepare(config: str | Path | StudyConfig, run_dir: str | Path | None = None)
 
 
 def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = None,
-              verbose: bool = True, device: str | None = None, threads: int | None = None) -> dict[str, Any]:
+              verbose: bool = True, device: str | None = None, threads: int | None = None,
+              jobs: int | None = None) -> dict[str, Any]:
     """Run every missing stage of the study in ``run_dir``; returns the aggregated results.
 
     Already-done stages are skipped (their done marker exists), a failed stage is recorded
@@ -47,7 +48,8 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
 
         torch.set_num_threads(runtime.threads)
     t0 = time.time()
-    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None, runtime=runtime)
+    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None, runtime=runtime,
+                      jobs=resolve_jobs(jobs or cfg.jobs, runtime))
     summary = aggregate(run)
     summary["run"] = {"seconds": round(time.time() - t0, 2),
                       "ran": sum(v == "ran" for v in outcome.values()),
@@ -56,6 +58,19 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
                       "blocked": sum(v == "blocked" for v in outcome.values())}
     atomic_write_json(run / "results" / "summary.json", summary)  # paths in it: none (movable run)
     return {**summary, "run_dir": str(run)}
+
+
+def resolve_jobs(jobs: int | None, runtime: Runtime) -> int:
+    """Worker processes for the cells' stages: ``jobs`` when given; else, on a CPU, one per torch
+    thread (``threads`` or torch's default, the physical cores): the cells' small networks run
+    faster as N one-thread processes than as one N-thread process; on a GPU, 1."""
+    if jobs:
+        return jobs
+    if runtime.concrete_device() != "cpu":
+        return 1
+    import torch
+
+    return max(1, runtime.threads or torch.get_num_threads())
 
 
 def preflight(cfg) -> None:

@@ -121,16 +121,20 @@ def data_summary(run: Path, plan: dict[str, Any]) -> dict[str, Any]:
 
 def cell_figures(run: Path, summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per kind (curves, confusion, gradcam, ood, other): the figures of the first done seed of
-    every setup x model, as {title, src}: the training run's test-set figures (not val) and the
-    evaluation stage's (OOD histograms, extra folders)."""
+    every setup x model that has figures (a study draws them for its first seed), as {title, src}:
+    the training run's test-set figures (not val) and the evaluation stage's (OOD histograms,
+    extra folders)."""
     out: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in FIGURE_KINDS}
     out["other"] = []
     seen: set[tuple[str, str]] = set()
     for c in sorted(summary.get("cells", []), key=lambda c: c["seed"]):
         if not c["done"] or (c["setup"], c["model"]) in seen:
             continue
+        files = _figure_files(run, c)
+        if not files:
+            continue
         seen.add((c["setup"], c["model"]))
-        for p, label in _figure_files(run, c):
+        for p, label in files:
             out[figure_kind(p)].append({"title": f"{c['setup']} / {c['model']} (seed {c['seed']}): {label}",
                                         "src": _file_uri(p), "setup": c["setup"]})
     return out

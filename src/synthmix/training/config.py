@@ -28,6 +28,9 @@ YAML form (all fields optional, defaults shown where it matters)::
     seed: 0
     device: auto
     num_threads: null         # torch.set_num_threads when given
+    precision: fp32           # fp32 | bf16 | auto: bf16 autocast of forward + loss (weights and optimizer
+                              # stay fp32); auto = bf16 where the device has it natively (AVX-512 BF16 / AMX, GPU)
+    channels_last: false      # NHWC memory format for conv nets (faster convolutions and pooling on CPUs)
     eval_every: 1             # validate every N epochs (and at the last)
     eval_batch_size: 256
 """
@@ -77,6 +80,10 @@ class TrainConfig(StrictModel):
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16: autocast of forward + loss, fp32 weights and optimizer; auto: bf16 where "
+        "the device computes it natively (synthmix.core.device.native_bf16), else fp32")
+    channels_last: bool = Field(False, description="train in the channels-last (NHWC) memory format")
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(256, ge=1)
 

@@ -54,6 +54,9 @@ class ContrastiveConfig(StrictModel):
     probe_augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     device: str = "cpu"
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="pretraining forward in bf16 autocast (auto: where the device has it natively)")
+    channels_last: bool = Field(False, description="pretrain in the channels-last (NHWC) memory format")
 
     @model_validator(mode="after")
     def _no_ignored_settings(self) -> ContrastiveConfig:
@@ -102,11 +105,14 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
     row gives two views). Raises TrainingError on NaN."""
     import torch
 
+    from synthmix.core.device import resolve_precision
     from synthmix.core.errors import TrainingError
     from synthmix.training.losses import nt_xent_loss, supcon_hard_negative_loss
     from synthmix.training.samplers import ClassBalancedBatchSampler
     from synthmix.training.views import two_views
 
+    bf16 = resolve_precision(cfg.precision, cfg.device) == "bf16"
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     fam = data.family if cfg.keep_families else None
     sampler = ClassBalancedBatchSampler(data.labels.tolist(), cfg.m_per_class, cfg.classes_per_batch,
                                         cfg.batches_per_epoch, seed=cfg.seed,
@@ -119,8 +125,9 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
     for idx in sampler:
         idx_t = torch.as_tensor(idx)
         v1, v2 = two_views(data.x[idx_t], generator, cfg.views)
-        v = _prep(torch.cat([v1, v2]).to(dev), cfg.normalization)
-        z = head(model.forward_features(v))  # [2B, proj_dim]
+        v = _prep(torch.cat([v1, v2]).to(dev), cfg.normalization).contiguous(memory_format=layout)
+        with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=bf16):
+            z = head(model.forward_features(v)).float()  # [2B, proj_dim]; the loss in fp32
         b = len(idx)
         if cfg.loss == "simclr":
             loss = nt_xent_loss(z[:b], z[b:], cfg.temperature)
@@ -223,10 +230,12 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
 
     torch.manual_seed(cfg.seed)  # weight init
     model = create_model(cfg.model, num_classes, **{"input_size": cfg.input_size, **cfg.model_kwargs})
-    model.to(cfg.device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(cfg.device, memory_format=layout)
     head = projection_head(model.feature_dim, cfg.proj_hidden, cfg.proj_dim).to(cfg.device)
+    fused = torch.device(cfg.device).type in ("cpu", "cuda") or None  # one kernel for every parameter
     opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+                            weight_decay=cfg.weight_decay, fused=fused)
     gen = torch.Generator().manual_seed(cfg.seed)
     queue = MemoryQueue(cfg.queue_size, cfg.proj_dim, cfg.device) if cfg.queue_size else None
     history: list[dict[str, Any]] = []
@@ -269,6 +278,7 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
         save("pretrain", epoch, opt)
     if stage == "pretrain":
         stage, epoch = "probe", 0
+    model.to(memory_format=torch.contiguous_format)  # probe, evaluation and saved weights: the usual layout
 
     linear = cfg.probe == "linear"
     params = model.head.parameters() if linear else model.parameters()

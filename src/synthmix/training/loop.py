@@ -88,10 +88,14 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     import torch
     import torch.nn.functional as F
 
-    from synthmix.core.device import pick_device
+    from synthmix.core.device import pick_device, resolve_precision
     from synthmix.data.augment import augment_batch, normalize
 
     device = pick_device(cfg.device)
+    # bf16: autocast of forward + loss (weights, gradients, optimizer state stay fp32)
+    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                         enabled=resolve_precision(cfg.precision, device) == "bf16")
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     soft = None
@@ -119,7 +123,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
             raise TrainingError(f"outliers: expected a uint8 tensor [M,3,S,S], got {type(outliers).__name__}")
         x_out = _check_data((outliers, outliers.new_zeros(outliers.shape[0])), "outliers")[0].to(device)
         outlier_loss = outlier_loss or OutlierLossConfig()
-    model.to(device)
+    model.to(device, memory_format=layout)
     world, main = (dist.world_size, dist.is_main) if dist is not None else (1, True)
     net = dist.wrap(model) if dist is not None else model  # DDP: gradients averaged over ranks
     global_batch = cfg.batch_size * world
@@ -193,7 +197,8 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
             epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
             for step in range(epoch_steps):
                 idx = perm[step * global_batch:(step + 1) * global_batch]
-                xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization)
+                xb = normalize(augment_batch(x_train[idx], cfg.augment, aug_gen), cfg.normalization
+                               ).contiguous(memory_format=layout)
                 yb = y_train[idx]
                 tb = soft[idx] if soft is not None else None  # probability targets (soft labels) or None
                 if cfg.mixup.enabled():  # MixUp / CutMix: probability targets; draws from aug_gen (resumable)
@@ -208,9 +213,12 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
                 if out_gen is not None:  # outliers: same forward pass, their own generator
                     xo = _outlier_batch(x_out, max(1, round(outlier_loss.batch_ratio * len(idx))), out_gen,
                                         cfg, dist)
-                    logits, logits_out = net(torch.cat([xb, xo])).split([len(xb), len(xo)])
+                    with amp:
+                        logits, logits_out = net(torch.cat([xb, xo]).contiguous(memory_format=layout)
+                                                 ).float().split([len(xb), len(xo)])
                 else:
-                    logits = net(xb)
+                    with amp:
+                        logits = net(xb).float()
                 loss = F.cross_entropy(logits, yb if tb is None else tb, label_smoothing=cfg.label_smoothing)
                 if out_gen is not None:
                     loss = loss + outlier_term(logits, logits_out, outlier_loss)
@@ -270,6 +278,7 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
         if writer is not None:
             writer.close()
 
+    model.to(memory_format=torch.contiguous_format)  # evaluation and saved weights: the usual layout
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     elif ema is not None:  # no validation: the averaged weights of the last step
@@ -342,7 +351,10 @@ def _make_optimizer(model, cfg: TrainConfig):
         raise ConfigError("training: no parameter trains (check finetune.mode)")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    # fused: one kernel for every parameter (about 5x faster than the per-tensor loop on a CPU;
+    # same update up to float rounding)
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 
 class _LrFactor:

@@ -65,6 +65,8 @@ class SupConRunConfig(StrictModel):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     cache_dir: Path | None = None
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    figure_splits: list[str] | None = Field(None, description="evaluated splits whose figures are drawn "
+                                            "(ROC, PR, confusion, calibration, Grad-CAM); null: all")
     gradcam: bool = True
     require_synthetic: bool = Field(True, description="a requested role with zero usable rows is an error")
 
@@ -90,7 +92,8 @@ class SupConRunConfig(StrictModel):
                             epochs=max(1, c.epochs))
         return TrainRunConfig(manifest=self.manifest, synthetic_manifests=self.synthetic_manifests,
                               exclude_classes=self.exclude_classes, train=train, preprocess=self.preprocess,
-                              cache_dir=self.cache_dir, eval_splits=self.eval_splits, gradcam=self.gradcam)
+                              cache_dir=self.cache_dir, eval_splits=self.eval_splits, gradcam=self.gradcam,
+                              figure_splits=self.figure_splits)
 
 
 def select_supcon_rows(rows: list[dict[str, Any]], cfg: SupConRunConfig,
@@ -235,6 +238,6 @@ def supcon_run(cfg: SupConRunConfig, run_dir: str | Path) -> dict[str, Any]:
         "n_real_train_available": len(real)}
     results["eval"] = evaluate_splits(res.model, rows, classes, run_dir / "eval", cfg.eval_splits, tensors,
                                       gradcam=cfg.gradcam, normalization=c.normalization,
-                                      device=pick_device(c.device), seed=c.seed)
+                                      device=pick_device(c.device), seed=c.seed, figure_splits=cfg.figure_splits)
     atomic_write_json(run_dir / "results.json", results)
     return results

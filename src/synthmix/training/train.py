@@ -15,6 +15,7 @@
     preprocess: {resize: pad}                   # synthmix.data.preprocess.PreprocessConfig
     cache_dir: null                             # decoded-image cache (shared by seeds)
     eval_splits: [val, test]
+    figure_splits: null                         # splits whose figures are drawn (null: all)
     gradcam: true
     outliers: null                              # {source: synthetic_role | corrupted | folder,
                                                 #   loss: oe | energy, ...}: Outlier Exposure /
@@ -85,6 +86,8 @@ class TrainRunConfig(StrictModel):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     cache_dir: Path | None = None
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    figure_splits: list[str] | None = Field(None, description="evaluated splits whose figures are drawn "
+                                            "(ROC, PR, confusion, calibration, Grad-CAM); null: all")
     gradcam: bool = True
     outliers: OutlierConfig | None = None
 
@@ -261,7 +264,8 @@ def train_run(cfg: TrainRunConfig, run_dir: str | Path, *, progress: bool = True
 
     results["eval"] = evaluate_splits(model, rows, classes, run_dir / "eval", cfg.eval_splits, tensors,
                                       gradcam=cfg.gradcam, normalization=cfg.train.normalization,
-                                      device=pick_device(cfg.train.device), seed=seed)
+                                      device=pick_device(cfg.train.device), seed=seed,
+                                      figure_splits=cfg.figure_splits)
     atomic_write_json(run_dir / "results.json", results)
     return results
 

@@ -31,6 +31,7 @@ def config(cfg: StudyConfig, cell: Cell) -> dict[str, Any]:
     ev = cfg.evaluation
     return {"near_ood_class": cfg.near_ood_class if ev.near_ood else None,
             "detectors": list(ev.detectors), "gradcam": ev.gradcam, "corruptions": ev.corruptions,
+            "figures": cell.seed == cfg.seeds[0],  # OOD histograms: the first seed's (as the train stage)
             "extra": [{**e.model_dump(), "fingerprint": fingerprint(Path(e.path))} for e in ev.extra]}
 
 
@@ -113,6 +114,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
             m = evaluate_folder(model, e["path"], classes, out, name=e["name"], input_size=size,
                                 normalization=norm, preprocess=tcfg.preprocess, gradcam=c["gradcam"],
+                                figures=c["figures"],
                                 device=dev)
             metrics.update(_flat(e["name"], m))
 
@@ -143,7 +145,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         for d in c["detectors"]:
             for g, m in group_metrics(per_set[d], groups).items():
                 metrics.update({f"ood_group/{g}/{d}/{k}": v for k, v in m.items() if k != "n_sets"})
-        plot_score_histograms(hist, ctx.out_dir / "ood_hist.png", title="OOD scores")
+        if c["figures"]:
+            plot_score_histograms(hist, ctx.out_dir / "ood_hist.png", title="OOD scores")
     if c["corruptions"]:
         metrics.update(_corruptions(model, rows, scan, test_dir, classes, tcfg, cache, dev, arrays))
     with atomic_path(ctx.out_dir / "scores.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
@@ -161,24 +164,47 @@ def _corruptions(model, rows, scan, test_dir, classes, tcfg, cache, dev, arrays)
     import numpy as np
 
     from synthmix.data.tensors import label_tensor, load_tensor
-    from synthmix.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+    from synthmix.evaluation.corruptions import CORRUPTIONS, SEVERITIES
     from synthmix.evaluation.robustness import predict
 
     by_id = {r["id"]: r for r in rows}
     test_rows = [by_id[i] for i in json.loads((test_dir / "ids.json").read_text())]
     x = load_tensor(test_rows, scan, tcfg.train.input_size, preprocess=tcfg.preprocess, cache_dir=cache)
     y = label_tensor(test_rows, classes).numpy()
+    combos = [(name, sev) for name in CORRUPTIONS for sev in SEVERITIES]
+    xc = _corrupted_test_set(x, combos, cache)  # the same images for every cell: made once per run
+    ok_all = predict(model, xc, tcfg.train.normalization, device=dev).numpy().reshape(len(combos), -1) == y
     out: dict[str, float] = {}
-    correct = np.zeros(len(y))
+    correct = ok_all.sum(0).astype(float)
     for name in CORRUPTIONS:
         accs = []
         for sev in SEVERITIES:
-            ok = predict(model, corrupt(x, name, sev, seed=0), tcfg.train.normalization, device=dev).numpy() == y
-            correct += ok
-            accs.append(float(ok.mean()))
+            accs.append(float(ok_all[combos.index((name, sev))].mean()))
             out[f"corruption/{name}/s{sev}/accuracy"] = accs[-1]
         out[f"corruption/{name}/accuracy"] = float(np.mean(accs))
     correct /= len(CORRUPTIONS) * len(SEVERITIES)
     arrays["corruption/correct"] = correct
     out["corruption/accuracy"] = float(correct.mean())
     return out
+
+
+def _corrupted_test_set(x, combos: list[tuple[str, int]], cache: Path):
+    """uint8 [len(combos) * N, 3, S, S]: ``x`` under each (corruption, severity) in turn, seed 0.
+    Every cell of a study scores the same corrupted images, so they are made once and kept in the
+    run's cache, keyed by the test images' bytes and the combinations (written atomically: two
+    workers racing write the same file)."""
+    import hashlib
+
+    import torch
+
+    from synthmix.evaluation.corruptions import corrupt
+
+    key = hashlib.sha256(x.contiguous().numpy().tobytes() + repr(combos).encode()).hexdigest()[:16]
+    path = cache / f"corrupted-test-{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    xc = torch.cat([corrupt(x, name, sev, seed=0) for name, sev in combos])
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(xc, tmp)
+    return xc

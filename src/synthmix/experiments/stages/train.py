@@ -39,7 +39,10 @@ def config(cfg: StudyConfig, cell: Cell) -> dict[str, Any]:
                    else {"mode": "epochs"}),
         "exclude_classes": [cfg.near_ood_class] if cfg.near_ood_class else [],
         "preprocess": cfg.preprocessing.preprocess.model_dump(mode="json") if cfg.preprocessing.preprocess else {},
-        "gradcam": cfg.evaluation.gradcam}
+        "gradcam": cfg.evaluation.gradcam,
+        # figures (ROC, PR, confusion, calibration, Grad-CAM) of the test split, first seed only: the
+        # report shows one seed's figures per setup, and drawing them costs about a second per split
+        "figure_splits": ["test"] if cell.seed == cfg.seeds[0] else []}
     if s.schedule == "pretrain_finetune":
         out["pretrain"] = {"mix": s.pretrain_mix.model_dump(mode="json"),
                            "train": cfg.train_settings(s, cell.model, cell.seed, s.pretrain_training)}
@@ -85,7 +88,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "synthetic_manifests": [str(dep_path(ctx, "synthetic"))] if "synthetic" in ctx.deps else [],
         "exclude_classes": c["exclude_classes"], "mix": c["mix"], "train": train,
         "preprocess": c["preprocess"], "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"],
-        "gradcam": c["gradcam"]}
+        "figure_splits": c["figure_splits"], "gradcam": c["gradcam"]}
     if pretrain is not None:
         data["pretrain"] = {"mix": c["pretrain"]["mix"], "train": pretrain}
     if c["outliers"]:
@@ -130,7 +133,7 @@ def _run_supcon(ctx: StageContext) -> dict[str, Any]:
         "require_synthetic": has_syn,
         "contrastive": {**c["contrastive"], "device": ctx.runtime.concrete_device()},
         "preprocess": c["preprocess"], "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"],
-        "gradcam": c["gradcam"]}, source=f"setup {c['setup']}")
+        "figure_splits": c["figure_splits"], "gradcam": c["gradcam"]}, source=f"setup {c['setup']}")
     results = supcon_run(rcfg, ctx.out_dir / "run")
     fit = results.get("fit", {})
     sel = results.get("selection", {})
