@@ -23,7 +23,9 @@ def problems(run: Path) -> list[str]:
     for s in summary["setups"]:
         if s["n_done"] != s["n_cells"]:
             out.append(f"setup {s['setup']}: {s['n_done']} of {s['n_cells']} seeds done")
-        if s.get("synthetic") and s.get("loss") == "ce" and not s["compute"].get("n_synthetic"):
+        # synthetic images enter a CE cell as training rows, or as Outlier Exposure outliers
+        if s.get("synthetic") and s.get("loss") == "ce" and not (s["compute"].get("n_synthetic")
+                                                                 or s["compute"].get("outliers")):
             out.append(f"setup {s['setup']} asks for synthetic images but trained on none")
     if any(s.get("synthetic") and not s.get("control") for s in summary["setups"]):
         if not (summary.get("verdict") or {}).get("comparisons"):

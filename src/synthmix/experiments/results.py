@@ -105,7 +105,7 @@ def _compute(done: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
     out = {}
-    for k in ("steps", "images_seen", "seconds", "cpu_seconds", "n_real", "n_synthetic"):
+    for k in ("steps", "images_seen", "seconds", "cpu_seconds", "n_real", "n_synthetic", "outliers"):
         v = [c["train_info"].get(k) for c in done if c["train_info"].get(k) is not None]
         if v:
             out[k] = float(np.mean(v))
