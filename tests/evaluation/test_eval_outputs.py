@@ -117,3 +117,23 @@ def test_figure_splits_draw_only_the_chosen_splits_with_the_same_metrics(tmp_pat
     for split in ("val", "test"):
         for f in ("logits.npy", "features.npy"):
             assert np.array_equal(np.load(tmp_path / "all" / split / f), np.load(tmp_path / "part" / split / f))
+
+
+def test_inference_in_channels_last_gives_the_usual_outputs_and_layout_back():
+    from synthmix.evaluation.features import conv_layout, extract
+    from synthmix.evaluation.robustness import predict
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 3, input_size=32).eval()
+    x, _ = _data(n=20)
+    xf = (x.float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref_f, ref_z = model.forward_features(xf), model(xf)
+    f, z = extract(model, x, batch_size=7)
+    np.testing.assert_allclose(f, ref_f.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(z, ref_z.numpy(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(predict(model, x, batch_size=7), ref_z.argmax(1))
+    assert all(p.is_contiguous() for p in model.parameters())  # the layout is restored
+    with conv_layout(torch.nn.Linear(3, 2)) as layout:  # no convolution: nothing changes
+        assert layout == torch.contiguous_format

@@ -60,15 +60,16 @@ def predict(model, x_uint8, normalization: str = "imagenet", batch_size: int = 2
     import torch
 
     from synthmix.data.augment import normalize, to_float
+    from synthmix.evaluation.features import conv_layout
 
     was = model.training
     model.eval()
     preds = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), conv_layout(model) as layout:
             for i in range(0, x_uint8.shape[0], batch_size):
                 xb = normalize(to_float(x_uint8[i:i + batch_size].to(device)), normalization)
-                preds.append(model(xb).argmax(1).cpu())
+                preds.append(model(xb.contiguous(memory_format=layout)).argmax(1).cpu())
     finally:
         model.train(was)
     return torch.cat(preds)
