@@ -297,7 +297,10 @@ def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_othe
     try:
         while waiting or running or held:
             progressed = False
-            heavy_ready = False
+            # a ready stage that runs here (not in a worker) holds back new worker tasks
+            heavy_ready = any(s.kind not in PARALLEL_KINDS and not is_done(run_dir, s.key)
+                              and all(outcome.get(d.key) in ("done", "ran") for d in s.deps.values())
+                              for s in waiting)
             for s in list(waiting):
                 deps = [outcome.get(d.key) for d in s.deps.values()]
                 if any(o in ("failed", "blocked") for o in deps):
@@ -315,7 +318,6 @@ def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_othe
                         report(s, "done")
                         progressed = True
                     elif s.kind not in PARALLEL_KINDS:
-                        heavy_ready = True
                         if not running:
                             waiting.remove(s)
                             start(s)
