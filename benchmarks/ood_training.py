@@ -53,6 +53,10 @@ SETUPS = {
     "oe-collage-n4x-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage"], "max_images": 748,
                           "batch_ratio": 2.0},
     "oe-collage-mixclass": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "cutmix", "mixup"]},
+    # half collages (near-OOD-like), a quarter each blur / noise (far-OOD-like)
+    "oe-collage-far": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "blur", "collage", "noise"]},
+    "oe-collage-far-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "blur", "collage", "noise"],
+                          "batch_ratio": 2.0},
     "energy-collage-m4m1": {"source": "corrupted", "loss": "energy", "kinds": ["collage"], "m_in": -4.0,
                             "m_out": -1.0},
 }

@@ -13,7 +13,8 @@ Two configs:
         source: synthetic_role   # synthetic_role | corrupted | folder
         roles: [near_ood]        # synthetic_role: rows of these roles in synthetic_manifests
         path: null               # folder: any image folder (searched recursively)
-        kinds: [jigsaw, cutmix, mixup, blur, noise]   # corrupted: what to make
+        kinds: [jigsaw, cutmix, mixup, blur, noise]   # corrupted: what to make (+ collage:
+                                 #   several real objects of different classes in one frame)
         max_images: null         # cap (synthetic_role / folder); corrupted: how many (default:
                                  #   the number of real train images)
         loss: oe                 # oe | energy
