@@ -161,11 +161,29 @@ def features_of(model, x: torch.Tensor, normalization: str, device: str = "cpu",
     return torch.from_numpy(extract(model, x, normalization, batch_size, device)[0])
 
 
+@dataclass
+class ProbeOutliers:
+    """Outlier images for the probe's Outlier Exposure / energy term. x: uint8 [M,3,S,S]; loss:
+    :class:`~synthmix.training.outliers.OutlierLossConfig`; generator: their own draws (the ID
+    batches stay those of a run without outliers); feats: their cached backbone features [M, D]
+    (linear probe; None when fine-tuning)."""
+
+    x: torch.Tensor
+    loss: Any
+    generator: torch.Generator
+    feats: torch.Tensor | None = None
+
+
 def probe_epoch(model, x: torch.Tensor, y: torch.Tensor, cfg: ContrastiveConfig, opt, generator,
-                feats: torch.Tensor | None = None) -> tuple[float, int, int]:
+                feats: torch.Tensor | None = None, outliers: ProbeOutliers | None = None
+                ) -> tuple[float, int, int]:
     """One epoch of cross-entropy training of the classifier head (``feats`` given: frozen
     backbone, linear probe on cached features [N, D]) or of the whole model (fine-tune, with
     ``cfg.probe_augment``). x: uint8 [N,3,S,S]; y: int64 [N]. Returns (mean loss, steps, rows).
+
+    ``outliers``: each step also draws ``round(batch_ratio * B)`` outliers with their own
+    generator (without replacement when possible; fine-tune: augmented like the ID batch, in a
+    second forward pass) and adds :func:`~synthmix.training.outliers.outlier_term` to the loss.
 
     An epoch is ``cfg.probe_batches_per_epoch`` batches (default: one pass, ceil(N / batch)):
     batches are the slices of shuffled passes over the rows, as many passes as needed, cut at
@@ -192,6 +210,8 @@ def probe_epoch(model, x: torch.Tensor, y: torch.Tensor, cfg: ContrastiveConfig,
             xb = augment_batch(x[idx], cfg.probe_augment, generator)
             logits = model(_prep(xb.to(cfg.device), cfg.normalization))
         loss = F.cross_entropy(logits, y[idx].to(cfg.device))
+        if outliers is not None:
+            loss = loss + _probe_outlier_term(model, logits, len(idx), outliers, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -199,6 +219,24 @@ def probe_epoch(model, x: torch.Tensor, y: torch.Tensor, cfg: ContrastiveConfig,
         steps += 1
         images += len(idx)
     return total / max(steps, 1), steps, images
+
+
+def _probe_outlier_term(model, logits, b: int, out: ProbeOutliers, cfg: ContrastiveConfig):
+    import torch
+
+    from synthmix.data.augment import augment_batch
+    from synthmix.training.outliers import outlier_term
+
+    n_out = out.x.shape[0]
+    m = max(1, round(out.loss.batch_ratio * b))
+    pick = torch.randperm(n_out, generator=out.generator)[:m] if m <= n_out else \
+        torch.randint(n_out, (m,), generator=out.generator)
+    if out.feats is not None:
+        logits_out = model.forward_head(out.feats[pick].to(cfg.device))
+    else:
+        xo = augment_batch(out.x[pick], cfg.probe_augment, out.generator)
+        logits_out = model(_prep(xo.to(cfg.device), cfg.normalization))
+    return outlier_term(logits, logits_out, out.loss)
 
 
 @dataclass
@@ -212,13 +250,17 @@ class ContrastiveResult:
 
 def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: torch.Tensor,
                       num_classes: int, cfg: ContrastiveConfig,
-                      checkpoint: str | Path | None = None) -> ContrastiveResult:
+                      checkpoint: str | Path | None = None, outliers: torch.Tensor | None = None,
+                      outlier_loss=None) -> ContrastiveResult:
     """Pretrain (``cfg.epochs``) then probe / fine-tune (``cfg.probe_epochs``) a registry model.
 
     data: contrastive training rows (see :class:`ContrastiveData`); probe_x: uint8 [M,3,S,S] and
     probe_y: int64 [M], the rows the classifier head learns from (never near-OOD rows).
     ``checkpoint``: a file written after every epoch; if it exists the run resumes from it
     (same config required) and finishes with the same weights as an uninterrupted run.
+    ``outliers`` (uint8 [M,3,S,S]) with ``outlier_loss`` (an ``OutlierLossConfig``, default OE):
+    the probe adds Outlier Exposure / the energy margin on them (:func:`probe_epoch`); to make
+    them contrastive negatives too, put them in ``data`` with ``is_negative`` set (supcon_run does).
     """
     import torch
 
@@ -242,6 +284,14 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
     stage, epoch = "pretrain", 0
     probe_opt = None
     chash = config_hash(cfg)
+    out_gen = None
+    if outliers is not None:
+        from synthmix.training.outliers import OutlierLossConfig
+
+        outlier_loss = outlier_loss or OutlierLossConfig()
+        out_gen = torch.Generator().manual_seed(cfg.seed + 3_000_017)
+        chash = config_hash({"contrastive": chash, "outliers": outlier_loss.model_dump(mode="json"),
+                             "n_outliers": int(outliers.shape[0])})
     if checkpoint is not None and Path(checkpoint).is_file():
         st = load_checkpoint(checkpoint)
         if st.get("config_hash") != chash:
@@ -250,6 +300,8 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
         model.load_state_dict(st["model"])
         head.load_state_dict(st["head"])
         gen.set_state(st["generator"])
+        if out_gen is not None:
+            out_gen.set_state(st["outlier_generator"])
         torch.set_rng_state(st["torch_rng"])  # dropout draws from the global generator
         history = list(st["history"])
         stage, epoch = st["stage"], st["epoch"]
@@ -266,6 +318,8 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
               "generator": gen.get_state(),
               "torch_rng": torch.get_rng_state(), "history": history, "stage": stage_, "epoch": epoch_,
               "config_hash": chash}
+        if out_gen is not None:
+            st["outlier_generator"] = out_gen.get_state()
         if queue is not None:
             st["queue"] = {k: getattr(queue, k) for k in ("z", "labels", "parent_label", "is_negative",
                                                           "ptr", "filled")}
@@ -293,8 +347,10 @@ def train_contrastive(data: ContrastiveData, probe_x: torch.Tensor, probe_y: tor
         feats = features_of(model, probe_x, cfg.normalization, cfg.device)
     else:
         feats = None
+    probe_out = None if outliers is None else ProbeOutliers(
+        outliers, outlier_loss, out_gen, features_of(model, outliers, cfg.normalization, cfg.device) if linear else None)
     while epoch < cfg.probe_epochs:
-        loss, steps, images = probe_epoch(model, probe_x, probe_y, cfg, probe_opt, gen, feats)
+        loss, steps, images = probe_epoch(model, probe_x, probe_y, cfg, probe_opt, gen, feats, probe_out)
         history.append({"stage": "probe", "epoch": epoch, "loss": loss, "steps": steps, "images": images})
         epoch += 1
         save("probe", epoch, probe_opt)

@@ -45,6 +45,7 @@ from synthmix.data.manifest import SOURCE_REAL
 from synthmix.data.preprocess import PreprocessConfig
 from synthmix.training.config import TrainConfig
 from synthmix.training.contrastive import ContrastiveConfig
+from synthmix.training.outliers import OutlierConfig
 from synthmix.training.train import TrainRunConfig, load_rows, save_run_config
 
 NEAR_OOD = "near_ood"
@@ -69,6 +70,8 @@ class SupConRunConfig(StrictModel):
                                             "(ROC, PR, confusion, calibration, Grad-CAM); null: all")
     gradcam: bool = True
     require_synthetic: bool = Field(True, description="a requested role with zero usable rows is an error")
+    outliers: OutlierConfig | None = Field(None, description="outlier images (train_run's outliers: section): "
+                                           "contrastive negatives only, and an OE / energy term on the probe")
 
     @model_validator(mode="after")
     def _roles(self) -> SupConRunConfig:
@@ -155,7 +158,8 @@ def _resolved(cfg: SupConRunConfig) -> SupConRunConfig:
         return None if p is None else Path(p).expanduser().resolve()
 
     return cfg.model_copy(update={"manifest": one(cfg.manifest), "cache_dir": one(cfg.cache_dir),
-                                  "synthetic_manifests": [one(p) for p in cfg.synthetic_manifests]})
+                                  "synthetic_manifests": [one(p) for p in cfg.synthetic_manifests],
+                                  "outliers": cfg.outliers.resolved() if cfg.outliers else None})
 
 
 def supcon_run(cfg: SupConRunConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -212,9 +216,24 @@ def supcon_run(cfg: SupConRunConfig, run_dir: str | Path) -> dict[str, Any]:
     is_neg = torch.tensor([False] * (len(real) + len(pos)) + [True] * len(neg))
     family = [r.get("parent_id") or r["id"] for r in train_rows]
     n_probe = len(real) + len(pos)  # near-OOD rows never train the classifier head
+    extra: dict[str, Any] = {}
+    if cfg.outliers is not None:  # negatives only (spread over the classes in turn) + the probe's OE term
+        from synthmix.training.outliers import build_outliers
+
+        x_out, out_summary = build_outliers(
+            cfg.outliers, rows, classes, c.seed,
+            load=lambda r: load_tensor(r, None, size, preprocess=cfg.preprocess, cache_dir=cfg.cache_dir),
+            real_train=tensors(real) if cfg.outliers.source == "corrupted" else None)
+        atomic_write_json(run_dir / "outliers.json", out_summary)
+        m = int(x_out.shape[0])
+        x = torch.cat([x, x_out])
+        y = torch.cat([y, torch.arange(m) % len(classes)])
+        is_neg = torch.cat([is_neg, torch.ones(m, dtype=torch.bool)])
+        family = family + [f"outlier-{j}" for j in range(m)]
+        extra = {"outliers": x_out, "outlier_loss": cfg.outliers.loss_config()}
     t0 = time.perf_counter()
     res = train_contrastive(ContrastiveData(x, y, is_neg, y.clone(), family=family), x[:n_probe], y[:n_probe],
-                            len(classes), c, checkpoint=run_dir / "checkpoints" / "contrastive_last.pt")
+                            len(classes), c, checkpoint=run_dir / "checkpoints" / "contrastive_last.pt", **extra)
     seconds = time.perf_counter() - t0
     save_weights(run_dir / "checkpoints" / "final.pt", res.model)
 
@@ -236,6 +255,8 @@ def supcon_run(cfg: SupConRunConfig, run_dir: str | Path) -> dict[str, Any]:
         "classes": classes, "seed": c.seed, "loss": c.loss, "fit": fit,
         "selection": {**selection.summary(), "n_synthetic_positives": len(pos), "n_near_ood_negatives": len(neg)},
         "n_real_train_available": len(real)}
+    if extra:
+        results["outliers"] = {k: v for k, v in out_summary.items() if k != "ids"}
     results["eval"] = evaluate_splits(res.model, rows, classes, run_dir / "eval", cfg.eval_splits, tensors,
                                       gradcam=cfg.gradcam, normalization=c.normalization,
                                       device=pick_device(c.device), seed=c.seed, figure_splits=cfg.figure_splits)
