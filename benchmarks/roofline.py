@@ -138,8 +138,9 @@ def generator_step(precision: str, device, batch: int = 32, resolution: int = 32
     return step
 
 
-def classifier_step(precision: str, device, batch: int = 32, resolution: int = 32):
-    """One training step of the fruit study's small_cnn (augment_batch + CE + AdamW)."""
+def classifier_step(precision: str, device, batch: int = 32, resolution: int = 32, fast: bool = False):
+    """One training step of the fruit study's small_cnn (augment_batch + CE + AdamW); ``fast``: the
+    training loop's settings since the demo-speed work (channels-last model and batches, fused AdamW)."""
     import torch
     import torch.nn.functional as F
 
@@ -148,8 +149,9 @@ def classifier_step(precision: str, device, batch: int = 32, resolution: int = 3
     from synthmix.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("small_cnn", 3, input_size=resolution).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model = create_model("small_cnn", 3, input_size=resolution).to(device, memory_format=layout).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True if fast else None)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (220, 3, resolution, resolution), dtype=torch.uint8, generator=g).to(device)
     labels = torch.randint(0, 3, (220,), generator=g).to(device)
@@ -157,7 +159,7 @@ def classifier_step(precision: str, device, batch: int = 32, resolution: int = 3
 
     def step():
         idx = torch.randint(0, 220, (batch,), generator=g).to(device)
-        xb = augment_batch(images[idx], aug, g) * 2 - 1
+        xb = (augment_batch(images[idx], aug, g) * 2 - 1).contiguous(memory_format=layout)
         with autocast(device, precision):
             logits = model(xb)
         loss = F.cross_entropy(logits.float(), labels[idx])
@@ -195,9 +197,13 @@ def measure_workloads(device, reps: int) -> list[dict]:
     def low_res(p, d):
         return generator_step(p, d, resolution=16)
 
+    def classifier_fast(p, d):
+        return classifier_step(p, d, fast=True)
+
     for name, make, per in (("generator train step (small, 32 px, batch 32)", generator_step, "step"),
                             ("generator train step, low_res_steps phase (16 px)", low_res, "step"),
                             ("classifier train step (small_cnn, 32 px, batch 32)", classifier_step, "step"),
+                            ("classifier train step, channels-last + fused AdamW", classifier_fast, "step"),
                             ("DDIM sampling (small, 20 steps, guidance 2, batch 64)", sampling_call, "call")):
         fns = {p: make(p, device) for p in DTYPES}
         flops = {p: count_flops(fn) for p, fn in fns.items()}  # also the warm-up call
