@@ -136,3 +136,43 @@ def test_supcon_run_with_collage_outliers(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / "outliers.json").read_text())["n"] == 10
     with pytest.raises(ConfigError, match="different config"):
         supcon_run(_cfg(real, outliers={**outliers, "weight": 1.0}), tmp_path / "run")
+
+
+@pytest.mark.parametrize("probe", ["linear", "finetune"])
+def test_train_contrastive_with_outliers_resumes_mid_probe_to_the_same_weights(tmp_path, monkeypatch, probe):
+    from test_contrastive_parts import _cfg, _data
+
+    from synthmix.core.errors import ConfigError
+    from synthmix.training import contrastive as mod
+    from synthmix.training.outliers import OutlierLossConfig
+
+    data, px, py = _data()
+    out = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    ol = OutlierLossConfig(batch_ratio=0.5)
+    cfg = _cfg(probe=probe, probe_epochs=3)
+    full = mod.train_contrastive(data, px, py, 3, cfg, outliers=out, outlier_loss=ol)
+    plain = mod.train_contrastive(data, px, py, 3, cfg)
+    assert any(not torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                     plain.model.state_dict().values(), strict=True))
+    real, calls = mod.probe_epoch, {"n": 0}
+
+    def twice(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    ck = tmp_path / "ck.pt"
+    monkeypatch.setattr(mod, "probe_epoch", twice)
+    with pytest.raises(KeyboardInterrupt):
+        mod.train_contrastive(data, px, py, 3, cfg, checkpoint=ck, outliers=out, outlier_loss=ol)
+    monkeypatch.setattr(mod, "probe_epoch", real)
+    assert torch.load(ck, weights_only=True)["stage"] == "probe"
+    resumed = mod.train_contrastive(data, px, py, 3, cfg, checkpoint=ck, outliers=out, outlier_loss=ol)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ConfigError, match="different config"):
+        mod.train_contrastive(data, px, py, 3, cfg, checkpoint=ck, outliers=out,
+                              outlier_loss=OutlierLossConfig(weight=1.0))
+    with pytest.raises(ConfigError, match="different config"):
+        mod.train_contrastive(data, px, py, 3, cfg, checkpoint=ck)
