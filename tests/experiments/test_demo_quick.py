@@ -71,6 +71,14 @@ def test_quick_demo_from_the_repository_root_with_relative_paths(quick_run):
         assert (quick_run / "stages" / s["key"] / "done.json").exists(), s["label"]
     curated = read_json(quick_run / "stages" / plan["shared"]["curate:embedded"] / "done.json")["summary"]
     assert curated["n_synthetic"] > 0 and curated["counts"].get("in_dist", 0) > 0
+    # the report's OOD-by-detector tables: a value per setup and detector of the study, from the summary
+    html = (quick_run / "report.html").read_text()
+    summary = read_json(quick_run / "results" / "summary.json")
+    table = summary["ood_by_detector"]
+    assert table["groups"] == ["near", "far"] and set(table["detectors"]) == {"msp", "energy", "knn", "mahalanobis"}
+    assert 'id="ood-near-table"' in html and 'id="ood-far-table"' in html
+    real = next(r for r in table["rows"] if r["setup"] == "real")
+    assert f"{real['ood']['near']['energy']['auroc']:.3f}" in html
     # no path in any manifest or summary is relative to the working directory: all resolve from the run
     for m in quick_run.rglob("*.jsonl"):
         if m.name in ("events.jsonl",) or m.parent.name == "tb":

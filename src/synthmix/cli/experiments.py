@@ -76,13 +76,14 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory made by `sy
                                             help="with --markdown: only these columns (repeatable)")) -> None:
     """Write the self-contained HTML report from the run's saved results (trains nothing)."""
     if markdown:
-        from synthmix.experiments.results import aggregate
+        from synthmix.experiments.results import aggregate, ood_detector_markdown
         from synthmix.reporting.tables import markdown_table
         from synthmix.reporting.verdict import answer_text, caveats, verdict_markdown
 
         summary = aggregate(run_dir)
         typer.echo("\n\n".join(p for p in (answer_text(summary), verdict_markdown(summary),
                                               markdown_table(summary, metrics=metric or None),
+                                              ood_detector_markdown(summary.get("ood_by_detector") or {}),
                                               "\n".join(f"- {c}" for c in caveats(summary))) if p))
         return
     from synthmix.reporting.html import build_report

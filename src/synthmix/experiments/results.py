@@ -85,6 +85,7 @@ def aggregate(run_dir: str | Path) -> dict[str, Any]:
                "data": _data_info(run, plan, study), "budget": study.get("budget") or {"mode": "steps"}}
     summary["baseline"] = baseline_check(summary)
     summary["corruptions"] = corruption_table(summary)
+    summary["ood_by_detector"] = ood_detector_table(summary)
     summary["compute_note"] = compute_note(summary)
     from synthmix.experiments.verdict import study_verdict
 
@@ -171,6 +172,47 @@ def incomplete_cells(run_dir: Path) -> list[dict[str, Any]]:
 
     return [{"cell": c["id"], "state": c["state"], "stage": c["stage"], "message": c["message"]}
             for c in study_status(run_dir)["cells"] if c["state"] != "done"]
+
+
+def ood_detector_table(summary: dict[str, Any]) -> dict[str, Any]:
+    """OpenOOD-style: per setup, test accuracy next to the near- and far-OOD group AUROC (and
+    FPR@95) of every detector, mean over seeds. ``{"detectors", "groups", "rows": [{"setup",
+    "model", "accuracy", "ood": {group: {detector: {"auroc", "fpr95"}}}}]}``; {} without OOD sets."""
+    keys = [k.split("/") for k in summary["metrics"] if k.startswith("ood_group/") and k.endswith("/auroc")]
+    if not keys:
+        return {}
+    groups = [g for g in ("near", "far") if any(k[1] == g for k in keys)]
+    detectors = list(dict.fromkeys(k[2] for k in keys))
+    rows = []
+    for s in summary["setups"]:
+        m = s["metrics"]
+
+        def mean(key: str, m=m) -> float | None:
+            return m[key]["mean"] if key in m else None
+
+        rows.append({"setup": s["setup"], "model": s["model"], "accuracy": mean("test/accuracy"),
+                     "ood": {g: {d: {"auroc": mean(f"ood_group/{g}/{d}/auroc"),
+                                     "fpr95": mean(f"ood_group/{g}/{d}/fpr95")} for d in detectors} for g in groups}})
+    return {"detectors": detectors, "groups": groups, "rows": rows}
+
+
+def ood_detector_markdown(table: dict[str, Any]) -> str:
+    """:func:`ood_detector_table` as markdown: one AUROC table per group."""
+    if not table:
+        return ""
+    out = []
+    for g in table["groups"]:
+        out.append(f"{g}-OOD AUROC by detector (mean over seeds; test accuracy for reference):\n")
+        out.append("| setup | test accuracy | " + " | ".join(table["detectors"]) + " |")
+        out.append("|---" * (2 + len(table["detectors"])) + "|")
+        for r in table["rows"]:
+            vals = [r["ood"][g][d]["auroc"] for d in table["detectors"]]
+            best = max((v for v in vals if v is not None), default=None)
+            cells = ["–" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals]
+            acc = "–" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+            out.append(f"| {r['setup']} | {acc} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out).strip()
 
 
 def corruption_table(summary: dict[str, Any]) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         compute=compute_rows(summary),
         synthetic_sections=synthetic_sections(run, plan, summary),
         corruptions=summary.get("corruptions") or {},
+        ood_table=summary.get("ood_by_detector") or {},
         columns=[(c, metric_title(c)) for c in cols],
         rows=rows, reference=summary.get("reference"),
         multi_model=len({r.model for r in rows}) > 1,
