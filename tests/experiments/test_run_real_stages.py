@@ -41,6 +41,29 @@ def test_real_run_with_extra_folders(tmp_path):
     assert study_status(tmp_path / "run")["counts"]["done"] == 1
     again = run_study(parse_study(d), tmp_path / "run", verbose=False)
     assert again["run"]["ran"] == 0 and again["cells"][0]["metrics"] == m
+    assert not any(k.startswith("ood_fs") for k in m)  # full-spectrum is opt-in
+
+    # full-spectrum: the cross-dataset folder's images of known classes count as ID
+    import numpy as np
+
+    from synthmix.evaluation.ood.metrics import ood_metrics
+
+    d["evaluation"]["full_spectrum"] = True
+    fs = run_study(parse_study(d), tmp_path / "fs", verbose=False, threads=1)["cells"][0]
+    ev = tmp_path / "fs" / "stages" / fs["evaluate"]
+    scores = np.load(ev / "scores.npz")
+    test_dir = tmp_path / "fs" / "stages" / fs["train"] / "run" / "eval" / "test"
+    z_cross = np.load(ev / "eval" / "cross" / "logits.npy")
+    # msp by hand: the max softmax of the cached logits
+    msp = np.exp(z_cross - z_cross.max(1, keepdims=True))
+    msp = (msp / msp.sum(1, keepdims=True)).max(1)
+    pooled = np.r_[scores["test/msp"], msp]
+    assert len(scores["test/msp"]) == len(np.load(test_dir / "labels.npy"))
+    for name in ("near_ood", "stones"):
+        want = ood_metrics(pooled, scores[f"{name}/msp"])
+        assert fs["metrics"][f"ood_fs/{name}/msp/auroc"] == pytest.approx(want["auroc"])
+        assert fs["metrics"][f"ood_fs/{name}/msp/fpr95"] == pytest.approx(want["fpr95"])
+    assert fs["metrics"]["ood_fs_group/near/msp/auroc"] == pytest.approx(fs["metrics"]["ood_fs/near_ood/msp/auroc"])
 
 
 @pytest.mark.slow

@@ -244,6 +244,9 @@ class EvaluationSection(StrictModel):
     primary_detector: Literal[DETECTORS] = "energy"  # type: ignore[valid-type]
     gradcam: bool = True
     corruptions: bool = Field(False, description="test accuracy under ImageNet-C-style corruptions")
+    full_spectrum: bool = Field(False, description="also score OOD with every extra ID folder (ood: false; "
+                                "same classes, another source) pooled with the test split as ID: "
+                                "ood_fs/... and ood_fs_group/... metrics (full-spectrum OOD)")
     diagnostics: bool = Field(True, description="fidelity / diversity / memorisation diagnostics of each "
                               "generator's curated images (synthmix.diagnostics)")
     diagnostics_settings: dict[str, Any] = Field(default_factory=dict, description="synthmix.diagnostics."

@@ -5,6 +5,9 @@
   model only, ID = the real test split, OOD sets = the near-OOD class photos, the offline far-OOD
   set and every ``evaluation.extra`` folder with ``ood: true``; per set and detector AUROC,
   AUPR-in/out and FPR@95, and per group (near / far) their mean;
+- with ``evaluation.full_spectrum``, the same OOD metrics with every extra ID folder (same classes,
+  another source: covariate shift) pooled with the test split as ID (``ood_fs/...``,
+  ``ood_fs_group/...``): a detector that flags shifted images of known classes loses here;
 - ``scores.npz``: per-image arrays the verdict's bootstrap resamples (test labels and predictions,
   every detector's score on test and on each OOD set).
 """
@@ -31,7 +34,8 @@ def config(cfg: StudyConfig, cell: Cell) -> dict[str, Any]:
     ev = cfg.evaluation
     return {"near_ood_class": cfg.near_ood_class if ev.near_ood else None,
             "detectors": list(ev.detectors), "gradcam": ev.gradcam, "corruptions": ev.corruptions,
-            "figures": cell.seed == cfg.seeds[0],  # OOD histograms: the first seed's (as the train stage)
+            "figures": cell.seed == cfg.seeds[0],
+            "full_spectrum": ev.full_spectrum,  # OOD histograms: the first seed's (as the train stage)
             "extra": [{**e.model_dump(), "fingerprint": fingerprint(Path(e.path))} for e in ev.extra]}
 
 
@@ -106,10 +110,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if "far_ood" in ctx.deps:
         far = dep_path(ctx, "far_ood")
         ood_sets["far_ood"] = outputs(read_manifest(far), far, "far_ood")
+    shifted_id: list[str] = []  # extra ID folders: pooled with the test split for full-spectrum OOD
     for e in c["extra"]:
         if e["ood"]:
             ood_sets[e["name"]] = outputs(_image_rows(Path(e["path"])), None, e["name"])
         else:
+            shifted_id.append(e["name"])
             from synthmix.evaluation.crossdata import evaluate_folder
 
             m = evaluate_folder(model, e["path"], classes, out, name=e["name"], input_size=size,
@@ -145,6 +151,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         for d in c["detectors"]:
             for g, m in group_metrics(per_set[d], groups).items():
                 metrics.update({f"ood_group/{g}/{d}/{k}": v for k, v in m.items() if k != "n_sets"})
+        if c.get("full_spectrum") and shifted_id:
+            metrics.update(_full_spectrum(detectors, c, id_scores, hist, groups, out, shifted_id))
         if c["figures"]:
             plot_score_histograms(hist, ctx.out_dir / "ood_hist.png", title="OOD scores")
     if c["corruptions"]:
@@ -153,6 +161,29 @@ def run(ctx: StageContext) -> dict[str, Any]:
         np.savez(fh, **arrays)
     atomic_write_json(ctx.out_dir / "metrics.json", metrics)
     return {"n_metrics": len(metrics), "scores": "scores.npz"}
+
+
+def _full_spectrum(detectors, c, id_scores, ood_scores, groups, out: Path, shifted: list[str]) -> dict[str, float]:
+    """OOD metrics with the test split and the extra ID folders ``shifted`` (their features and
+    logits cached in ``out/<name>/``) pooled as ID; ``ood_scores[d][set]``: each OOD set's scores."""
+    import numpy as np
+
+    from synthmix.evaluation.ood.metrics import full_spectrum_metrics, group_metrics
+
+    extra = {d: [] for d in c["detectors"]}
+    for name in shifted:
+        s = detectors.score(np.load(out / name / "features.npy"), np.load(out / name / "logits.npy"), c["detectors"])
+        for d in c["detectors"]:
+            extra[d].append(s[d])
+    metrics: dict[str, float] = {}
+    for d in c["detectors"]:
+        per_set = {name: full_spectrum_metrics([id_scores[d], *extra[d]], ood_scores[d][name])
+                   for name in ood_scores[d] if name != "test (ID)"}
+        for name, m in per_set.items():
+            metrics.update({f"ood_fs/{name}/{d}/{k}": v for k, v in m.items()})
+        for g, m in group_metrics(per_set, groups).items():
+            metrics.update({f"ood_fs_group/{g}/{d}/{k}": v for k, v in m.items() if k != "n_sets"})
+    return metrics
 
 
 def _corruptions(model, rows, scan, test_dir, classes, tcfg, cache, dev, arrays) -> dict[str, float]:
