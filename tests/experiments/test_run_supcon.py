@@ -25,7 +25,9 @@ def test_supcon_setups_with_generated_negatives(tmp_path):
                         "model_kwargs": {"width": 4}}
     d["setups"] += [{"name": "supcon-real", "loss": "supcon"},
                     {"name": "supcon+id+nood", "loss": "supcon", "generator": "embedded",
-                     "near_ood_negatives": True}]
+                     "near_ood_negatives": True},
+                    {"name": "supcon+oe-nood", "loss": "supcon", "generator": "embedded",
+                     "outliers": {"source": "synthetic_role", "roles": ["near_ood"], "loss": "oe"}}]
     d["controls"] = {"enabled": False}
     summary = run_study(parse_study(d), tmp_path / "run", verbose=False, threads=1)
     assert summary["run"]["failed"] == 0 and summary["run"]["blocked"] == 0, summary["run"]
@@ -38,6 +40,11 @@ def test_supcon_setups_with_generated_negatives(tmp_path):
     res = read_json(tmp_path / "run" / "stages" / cells["supcon+id+nood"]["train"] / train["run"] / "results.json")
     assert res["selection"]["n_synthetic_positives"] > 0 and res["selection"]["n_near_ood_negatives"] > 0
     assert train["n_synthetic"] == res["selection"]["n_synthetic"] > 0
+    # SupCon + OE: the generator's near-OOD images are the outliers (negatives + the probe's OE term)
+    train = read_json(tmp_path / "run" / "stages" / cells["supcon+oe-nood"]["train"] / "done.json")["summary"]
+    res = read_json(tmp_path / "run" / "stages" / cells["supcon+oe-nood"]["train"] / train["run"] / "results.json")
+    assert train["outliers"] == res["outliers"]["n"] > 0 and res["outliers"]["source"] == "synthetic_role"
+    assert "ood/near_ood/energy/auroc" in cells["supcon+oe-nood"]["metrics"]
     diff = {r["setup"]: r for r in summary["setups"]}["supcon-real"]["diff"]
     assert diff["test/accuracy"]["n"] == 1  # one seed: a difference without an interval
 

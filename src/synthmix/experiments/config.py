@@ -186,8 +186,9 @@ class SetupSection(StrictModel):
                                                      "the first stage")
     loss: Literal["ce", "supcon"] = "ce"
     near_ood_negatives: bool = Field(False, description="SupCon: near-OOD synthetic images as negatives")
-    outliers: OutlierConfig | None = Field(None, description="CE with outliers (Outlier Exposure / energy "
-                                           "margin): which images, which loss")
+    outliers: OutlierConfig | None = Field(None, description="training with outliers (Outlier Exposure / "
+                                           "energy margin): which images, which loss; with loss: supcon "
+                                           "they are contrastive negatives and the probe's OE term")
     contrastive: ContrastiveOverrides | None = Field(None, description="SupCon: overrides of ``contrastive``")
     models: list[str] | None = Field(None, description="names from ``models`` (default: all)")
     training: TrainOverrides | None = Field(None, description="overrides of ``training``")
@@ -212,8 +213,6 @@ class SetupSection(StrictModel):
         if self.loss == "supcon" and (self.mix.kind != "real_only" or self.schedule != "joint"):
             raise ValueError("loss: supcon uses the real images plus every curated in-distribution image "
                              "of its generator; leave mix and schedule at their defaults")
-        if self.loss == "supcon" and self.outliers is not None:
-            raise ValueError("outliers: CE setups only (SupCon uses near_ood_negatives)")
         return self
 
 

@@ -133,11 +133,13 @@ def _run_supcon(ctx: StageContext) -> dict[str, Any]:
         "require_synthetic": has_syn,
         "contrastive": {**c["contrastive"], "device": ctx.runtime.concrete_device()},
         "preprocess": c["preprocess"], "cache_dir": str(ctx.run_dir / "cache"), "eval_splits": ["val", "test"],
-        "figure_splits": c["figure_splits"], "gradcam": c["gradcam"]}, source=f"setup {c['setup']}")
+        "figure_splits": c["figure_splits"], "gradcam": c["gradcam"],
+        **({"outliers": c["outliers"]} if c["outliers"] else {})}, source=f"setup {c['setup']}")
     results = supcon_run(rcfg, ctx.out_dir / "run")
     fit = results.get("fit", {})
     sel = results.get("selection", {})
     return {"run": "run", "budget": {"mode": "contrastive"}, "steps": fit.get("steps"),
             "images_seen": fit.get("images_seen"), "train_seconds": fit.get("train_seconds"),
             "n_real": sel.get("n_real"), "n_synthetic": sel.get("n_synthetic"), "still_improving": None,
+            "outliers": (results.get("outliers") or {}).get("n"),
             "eval": results.get("eval", {})}
