@@ -59,6 +59,11 @@ SETUPS = {
                           "batch_ratio": 2.0},
     "energy-collage-m4m1": {"source": "corrupted", "loss": "energy", "kinds": ["collage"], "m_in": -4.0,
                             "m_out": -1.0},
+    # three quarters collages, a quarter noise / blur: near-OOD of the collages, keep far-OOD?
+    "oe-collage3-noise-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "collage", "collage", "noise"],
+                             "batch_ratio": 2.0},
+    "oe-collage3-blur-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "collage", "collage", "blur"],
+                            "batch_ratio": 2.0},
 }
 
 

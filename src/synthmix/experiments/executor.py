@@ -252,11 +252,18 @@ def execute(run_dir: str | Path, leaves: Sequence[Stage],
 
 
 def _init_worker(threads: int) -> None:
-    """A worker process of ``execute(jobs=N)``: ``threads`` torch threads (set before any work)."""
+    """A worker process of ``execute(jobs=N)``: ``threads`` torch threads and as many BLAS threads
+    (numpy / scikit-learn: the OOD detectors), set before any work."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(limits=threads)  # kept for the life of the worker
+
+
+_BLAS_LIMIT = None
 
 
 def _run_in_worker(run_dir: Path, stage: Stage, runtime: Runtime) -> str:

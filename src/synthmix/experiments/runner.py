@@ -43,13 +43,21 @@ def run_study(config: str | Path | StudyConfig, run_dir: str | Path | None = Non
     preflight(cfg)
     # Device and threads are runtime choices, not part of any stage key: they travel in the context.
     runtime = Runtime(device=device or cfg.device, threads=threads or cfg.threads)
+    import contextlib
+
+    blas = contextlib.nullcontext()
     if runtime.threads:
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(runtime.threads)
+        # numpy / scikit-learn BLAS too (the OOD detectors): --threads 1 means one thread, not two
+        # spinning OpenBLAS threads next to torch's one on a shared CPU
+        blas = threadpool_limits(limits=runtime.threads)
     t0 = time.time()
-    outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None, runtime=runtime,
-                      jobs=resolve_jobs(jobs or cfg.jobs, runtime))
+    with blas:
+        outcome = execute(run, plan.leaves, on_stage=_printer() if verbose else None, runtime=runtime,
+                          jobs=resolve_jobs(jobs or cfg.jobs, runtime))
     summary = aggregate(run)
     summary["run"] = {"seconds": round(time.time() - t0, 2),
                       "ran": sum(v == "ran" for v in outcome.values()),
