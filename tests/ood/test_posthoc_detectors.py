@@ -170,3 +170,26 @@ def test_full_spectrum_pools_id_sets():
     test, shifted, ood = np.array([3.0, 4.0]), np.array([1.0]), np.array([2.0])
     assert full_spectrum_metrics([test, shifted], ood) == ood_metrics(np.r_[test, shifted], ood)
     assert full_spectrum_metrics([test, shifted], ood)["auroc"] == pytest.approx(2 / 3)
+
+
+def test_vim_with_fewer_images_than_dimensions_keeps_half_the_span_of_the_train_activations():
+    """N < D': the covariance has rank N and eigenvectors past it are an arbitrary basis of the null
+    space (and d >= N leaves no train residual: alpha would be infinite); d is capped at rank // 2,
+    and the residual equals the one from an explicit eigendecomposition of the covariance."""
+    rng = np.random.default_rng(3)
+    n, dim, c = 20, 64, 3
+    h = np.abs(rng.normal(size=(n, dim)))
+    W, b = rng.normal(size=(c, dim)), rng.normal(size=c)
+    det = ViMDetector.fit(h, LinearHead(W, b))  # default d = 32 >= rank 20
+    assert det.d_requested == 32 and det.d == 10 and det.principal_basis.shape == (dim, 10)
+    assert np.isfinite(det.alpha) and 0 < det.alpha < 1e3
+    x = h - det.u
+    _, vec = np.linalg.eigh(x.T @ x / n)  # ascending: the leading 10 are the last columns
+    top = vec[:, -10:]
+    q = np.abs(rng.normal(size=(7, dim)))
+    resid = np.linalg.norm((q - det.u) - (q - det.u) @ top @ top.T, axis=1)
+    logits = q @ W.T + b
+    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    assert det.score(q) == pytest.approx(lse - det.alpha * resid, rel=1e-6, abs=1e-6)
+    small = ViMDetector.fit(h, LinearHead(W, b), d=5)  # below the rank: as asked
+    assert small.d == small.d_requested == 5

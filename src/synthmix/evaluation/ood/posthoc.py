@@ -106,15 +106,23 @@ class ViMDetector:
     """Virtual-logit matching (Wang et al., CVPR 2022) on penultimate activations h [N, D'].
 
     Fit (train h only): origin ``u = -pinv(W) b``; the principal subspace = the ``d`` leading
-    eigenvectors of the uncentred covariance of ``h - u``; ``alpha = mean(max logit) /
-    mean(||residual||)``. Score: ``logsumexp(logits) - alpha * ||residual(h - u)||``.
-    residual_basis: [D', D' - d]."""
+    eigenvectors of the uncentred covariance of ``h - u``, computed as the leading right singular
+    vectors of ``h - u`` (an N x D' SVD: cheap when N << D', e.g. 187 images x 4096 features);
+    ``alpha = mean(max logit) / mean(||residual||)``. Score: ``logsumexp(logits) - alpha *
+    ||residual(h - u)||``, the residual being what lies outside the principal subspace.
+
+    With few train images the covariance has rank r < D': its eigenvectors past r are an arbitrary
+    basis of the null space, and with d >= r every train image lies in the subspace (zero
+    residuals, an infinite alpha). ``d`` is then capped at r // 2 (the paper's "about half",
+    within the span of the train activations); ``d_requested`` keeps the asked value.
+    principal_basis: [D', d]."""
 
     head: LinearHead
     u: np.ndarray
-    residual_basis: np.ndarray
+    principal_basis: np.ndarray
     alpha: float
     d: int
+    d_requested: int
 
     @classmethod
     def fit(cls, train_h: np.ndarray, head: LinearHead, d: int | None = None) -> ViMDetector:
@@ -130,18 +138,27 @@ class ViMDetector:
             raise ValueError(f"ViMDetector: d must be in [1, {dim - 1}] for {dim}-d activations, got {d}")
         u = -np.linalg.pinv(head.W) @ head.b
         x = h - u
-        eig, vec = np.linalg.eigh(x.T @ x / len(x))  # ascending
-        basis = vec[:, : dim - d]
-        vlogit = np.linalg.norm(x @ basis, axis=1)
-        alpha = float(head.logits(h).max(axis=1).mean() / max(vlogit.mean(), 1e-12))
-        return cls(head, u, basis, alpha, d)
+        _, sv, vt = np.linalg.svd(x, full_matrices=False)  # sv descending; vt [min(N, D'), D']
+        rank = int((sv > sv[0] * max(x.shape) * np.finfo(np.float64).eps).sum()) if sv.size and sv[0] > 0 else 0
+        d_eff = d if d < rank else max(1, rank // 2)
+        basis = vt[:d_eff].T
+        alpha = float(head.logits(h).max(axis=1).mean() / max(_residual_norm(x, basis).mean(), 1e-12))
+        return cls(head, u, basis, alpha, d_eff, d)
 
     def score(self, h: np.ndarray) -> np.ndarray:
         import numpy as np
 
         h = np.asarray(h, dtype=np.float64)
-        vlogit = np.linalg.norm((h - self.u) @ self.residual_basis, axis=1) * self.alpha
+        vlogit = _residual_norm(h - self.u, self.principal_basis) * self.alpha
         return _logsumexp(self.head.logits(h)) - vlogit
+
+
+def _residual_norm(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """||x - P x|| per row for P the projection onto the orthonormal columns of ``basis`` [D', d]."""
+    import numpy as np
+
+    sq = (x * x).sum(axis=1) - ((x @ basis) ** 2).sum(axis=1)
+    return np.sqrt(np.maximum(sq, 0.0))
 
 
 @dataclass
