@@ -6,7 +6,8 @@
    augmentation, label smoothing, cosine): the old loop settings (fp32, NCHW, per-tensor AdamW)
    against the demo's (``precision: auto`` = bf16 autocast on this CPU, ``channels_last``, fused
    AdamW), interleaved per seed: training seconds (wall and CPU of the fit) and test / val accuracy.
-2. Inference of the 3,025 corrupted test images (11 corruptions x 5 severities x 55) by the small
+2. The bare training step (forward, CE, backward, AdamW; batch 32) with each combination of the
+   levers. Inference of the 3,025 corrupted test images (11 corruptions x 5 severities x 55) by the small
    CNN: NCHW against channels-last (what ``evaluation.features.conv_layout`` does), and whether
    the predictions agree.
 3. ViM's fit on a SupCon cell's 4096-d features of 187 train images: the covariance
@@ -70,6 +71,45 @@ def _train_cells(seeds: list[int], out: Path) -> dict[str, list[dict[str, float]
                               "test": r["eval"]["test"]["accuracy"], "val": r["eval"]["val"]["accuracy"]})
             print(f"seed {seed} {name}: {res[name][-1]}", flush=True)
     return res
+
+
+def _step(reps: int = 5, steps: int = 40) -> dict[str, float]:
+    """ms per bare training step (forward, CE, backward, AdamW) of the small CNN, batch 32, 32 px,
+    for each combination of the three levers; median over ``reps`` interleaved rounds."""
+    import torch
+    import torch.nn.functional as F
+
+    from synthmix.models import create_model
+
+    variants = {"fp32": (False, False, False), "fused AdamW": (False, False, True),
+                "channels-last + fused": (True, False, True), "bf16 + fused": (False, True, True),
+                "bf16 + channels-last": (True, True, False), "bf16 + channels-last + fused": (True, True, True)}
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 3, (32,))
+    runs = {}
+    for name, (cl, bf16, fused) in variants.items():
+        torch.manual_seed(0)
+        layout = torch.channels_last if cl else torch.contiguous_format
+        model = create_model("small_cnn", 3, input_size=32).to(memory_format=layout)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused, foreach=False if not fused else None)
+        xb = x.contiguous(memory_format=layout)
+
+        def step(model=model, opt=opt, xb=xb, bf16=bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(xb).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for _ in range(5):
+            step()
+        runs[name] = step
+    times: dict[str, list[float]] = {n: [] for n in runs}
+    for _ in range(reps):
+        for n, step in runs.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[n].append((time.perf_counter() - t) / steps * 1000)
+    return {n: statistics.median(v) for n, v in times.items()}
 
 
 def _inference(reps: int = 3) -> dict[str, float]:
@@ -138,6 +178,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="synthmix-demo-speed-"))
     load = os.getloadavg()[0]
     cells = _train_cells(args.seeds, out)
+    step = _step()
     inf = _inference()
     vim = _vim()
 
@@ -155,6 +196,7 @@ def main() -> None:
     print(f"\nfit speed-up {m('old', 'fit_s') / m('new', 'fit_s'):.2f}x, cell CPU "
           f"{m('old', 'cell_cpu_s') / m('new', 'cell_cpu_s'):.2f}x; paired Δ test accuracy (new - old) "
           f"mean {statistics.mean(d):+.3f}, per seed {[round(v, 3) for v in d]}")
+    print("\nbare training step (ms, median): " + ", ".join(f"{n} {v:.1f}" for n, v in step.items()))
     print(f"\ninference of 3,025 images: NCHW {inf['nchw_s']:.3f} s, channels-last {inf['cl_s']:.3f} s "
           f"({inf['nchw_s'] / inf['cl_s']:.2f}x); argmax agreement {inf['agree']:.4f}, max |Δ logit| "
           f"{inf['max_abs_diff']:.2e}")

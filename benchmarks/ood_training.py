@@ -59,6 +59,10 @@ SETUPS = {
                           "batch_ratio": 2.0},
     "energy-collage-m4m1": {"source": "corrupted", "loss": "energy", "kinds": ["collage"], "m_in": -4.0,
                             "m_out": -1.0},
+    # generated near-OOD images as the outlier set (item 5 of issue 16: diffusion vs synthesised vs
+    # cheap outliers); the images come from --manifest NAME=PATH (a synthetic manifest's near_ood rows)
+    "oe-nood": {"source": "synthetic_role", "roles": ["near_ood"], "loss": "oe", "_manifest": "nood"},
+    "oe-vos": {"source": "synthetic_role", "roles": ["near_ood"], "loss": "oe", "_manifest": "vos"},
     # three quarters collages, a quarter noise / blur: near-OOD of the collages, keep far-OOD?
     "oe-collage3-noise-r2": {"source": "corrupted", "loss": "oe", "kinds": ["collage", "collage", "collage", "noise"],
                              "batch_ratio": 2.0},
@@ -75,6 +79,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32, help="input size (32: the demo's)")
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     ap.add_argument("--out", type=Path, default=Path("/tmp/synthmix-ood-bench"))
+    ap.add_argument("--manifest", action="append", default=[], metavar="NAME=PATH",
+                    help="a synthetic manifest whose near_ood rows a setup with _manifest NAME uses as outliers "
+                         "(nood: e.g. a demo run's curated manifest; vos: `synthmix generate` with vos_per_class)")
     args = ap.parse_args()
 
     import numpy as np
@@ -95,6 +102,7 @@ def main() -> None:
 
     out = args.out
     size = args.size
+    manifests = {k: Path(v).resolve() for k, v in (m.split("=", 1) for m in args.manifest)}
     recipe = {**RECIPES[args.recipe], **({"epochs": args.epochs} if args.epochs else {})}
     base = TrainRunConfig(folder=fruits_path(), val_fraction=0.15, gradcam=False, eval_splits=["test"],
                           train={"model": "small_cnn", "input_size": size, **recipe, "device": "cpu",
@@ -112,7 +120,14 @@ def main() -> None:
     results: dict = {}
     for setup in args.setups:
         for seed in args.seeds:
-            cfg = TrainRunConfig.model_validate({**base.with_seed(seed).model_dump(), "outliers": SETUPS[setup]})
+            spec = dict(SETUPS[setup]) if SETUPS[setup] else None
+            extra = {}
+            if spec and "_manifest" in spec:
+                name = spec.pop("_manifest")
+                if name not in manifests:
+                    ap.error(f"setup {setup} needs --manifest {name}=PATH")
+                extra = {"synthetic_manifests": [manifests[name]]}
+            cfg = TrainRunConfig.model_validate({**base.with_seed(seed).model_dump(), "outliers": spec, **extra})
             run = out / setup / f"seed-{seed}"
             res = train_run(cfg, run, progress=False)  # a finished run is read back, not retrained
             seconds = res["fit"]["train_seconds"]

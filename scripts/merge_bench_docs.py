@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ORDER = ["demo", "recipes", "embedded_speed", "roofline", "input_pipeline", "train_throughput", "ood",
-         "diagnostics", "probe_cache", "embedded_generator", "contrastive", "generation", "sd-lora",
+ORDER = ["demo", "demo_speed", "recipes", "embedded_speed", "roofline", "input_pipeline", "train_throughput", "ood",
+         "ood_collage", "diagnostics", "probe_cache", "embedded_generator", "contrastive", "generation", "sd-lora",
          "scale_out"]
 
 root = Path(__file__).resolve().parents[1] / "docs"
