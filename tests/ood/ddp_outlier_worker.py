@@ -43,4 +43,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from synthmix.distributed import finish
+
     main()
+    finish()

@@ -55,6 +55,10 @@ def generate(
     if world_size > 1 and shard_manifests(cfg.out_dir):
         console().print(f"{who}shards kept until every rank is done (the last one merges; or run "
                         f"`synthmix generate --merge {cfg.out_dir}`)")
+    if launched and world_size > 1:
+        from synthmix.distributed import finish
+
+        finish()  # close the process group and exit without gloo's teardown race
 
 
 def _merge(target: Path) -> None:

@@ -37,7 +37,9 @@ def train_cmd(
         if "eval" in res:  # rank 0
             _print_results(res)
             typer.echo(f"run: {out}")
-        return
+        from synthmix.distributed import finish
+
+        finish()  # close the process group and exit without gloo's teardown race
     if seeds:
         summary = train_seeds(cfg, out, seeds, progress=progress)
         _print_summary(summary)
