@@ -266,10 +266,6 @@ def _init_worker(threads: int) -> None:
 _BLAS_LIMIT = None
 
 
-def _run_in_worker(run_dir: Path, stage: Stage, runtime: Runtime) -> str:
-    return run_stage(run_dir, stage, runtime)
-
-
 def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_others: bool, poll_s: float,
                       runtime: Runtime, jobs: int) -> dict[str, str]:
     """``execute`` with ``jobs`` worker processes for the stages of ``PARALLEL_KINDS``.
@@ -299,14 +295,16 @@ def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_othe
         if on_stage:
             on_stage(finished, len(order), s, "start")
 
+    def ready(s: Stage) -> bool:  # every dependency done or ran
+        return all(outcome.get(d.key) in ("done", "ran") for d in s.deps.values())
+
     pool = cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                   initargs=(1,))
     try:
         while waiting or running or held:
             progressed = False
             # a ready stage that runs here (not in a worker) holds back new worker tasks
-            heavy_ready = any(s.kind not in PARALLEL_KINDS and not is_done(run_dir, s.key)
-                              and all(outcome.get(d.key) in ("done", "ran") for d in s.deps.values())
+            heavy_ready = any(s.kind not in PARALLEL_KINDS and ready(s) and not is_done(run_dir, s.key)
                               for s in waiting)
             for s in list(waiting):
                 deps = [outcome.get(d.key) for d in s.deps.values()]
@@ -319,7 +317,7 @@ def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_othe
                     waiting.remove(s)
                     report(s, "busy")
                     progressed = True
-                elif all(o in ("done", "ran") for o in deps):
+                elif ready(s):
                     if is_done(run_dir, s.key):
                         waiting.remove(s)
                         report(s, "done")
@@ -338,7 +336,7 @@ def _execute_parallel(run_dir: Path, order: list[Stage], on_stage, wait_for_othe
                     elif not heavy_ready and len(running) < jobs:
                         waiting.remove(s)
                         start(s)
-                        running[pool.submit(_run_in_worker, run_dir, s, worker_runtime)] = s
+                        running[pool.submit(run_stage, run_dir, s, worker_runtime)] = s
                         progressed = True
             if progressed:
                 continue
