@@ -39,3 +39,13 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
+
+
+def autocast(device: str, precision: str):
+    """``torch.autocast`` in bfloat16 on ``device``'s type when ``precision`` (fp32 / bf16 / auto,
+    :func:`resolve_precision`) means bf16, a disabled one otherwise: forward passes and losses run
+    inside it; weights, gradients and optimizer state stay fp32."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=resolve_precision(precision, device) == "bf16")

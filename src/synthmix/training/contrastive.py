@@ -105,13 +105,12 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
     row gives two views). Raises TrainingError on NaN."""
     import torch
 
-    from synthmix.core.device import resolve_precision
+    from synthmix.core.device import autocast
     from synthmix.core.errors import TrainingError
     from synthmix.training.losses import nt_xent_loss, supcon_hard_negative_loss
     from synthmix.training.samplers import ClassBalancedBatchSampler
     from synthmix.training.views import two_views
 
-    bf16 = resolve_precision(cfg.precision, cfg.device) == "bf16"
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     fam = data.family if cfg.keep_families else None
     sampler = ClassBalancedBatchSampler(data.labels.tolist(), cfg.m_per_class, cfg.classes_per_batch,
@@ -126,7 +125,7 @@ def pretrain_epoch(model, head, data: ContrastiveData, cfg: ContrastiveConfig, o
         idx_t = torch.as_tensor(idx)
         v1, v2 = two_views(data.x[idx_t], generator, cfg.views)
         v = _prep(torch.cat([v1, v2]).to(dev), cfg.normalization).contiguous(memory_format=layout)
-        with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(dev, cfg.precision):
             z = head(model.forward_features(v)).float()  # [2B, proj_dim]; the loss in fp32
         b = len(idx)
         if cfg.loss == "simclr":

@@ -88,13 +88,12 @@ def fit(model, train, val, cfg: TrainConfig, run_dir: str | Path | None = None, 
     import torch
     import torch.nn.functional as F
 
-    from synthmix.core.device import pick_device, resolve_precision
+    from synthmix.core.device import autocast, pick_device
     from synthmix.data.augment import augment_batch, normalize
 
     device = pick_device(cfg.device)
     # bf16: autocast of forward + loss (weights, gradients, optimizer state stay fp32)
-    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                         enabled=resolve_precision(cfg.precision, device) == "bf16")
+    amp = autocast(device, cfg.precision)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
