@@ -49,6 +49,18 @@ def make_imagefolder(root: Path, per_class: dict[str, int] | None = None, splits
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test, restored afterwards (two threads on a shared 2-core
+    machine are many times slower than one). Use: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     """3 classes x 8 train + 3 test images, 40x32 JPEG."""
     return make_imagefolder(tmp_path / "ds")

@@ -10,16 +10,7 @@ from synthmix.training.memory_queue import MemoryQueue
 from synthmix.training.samplers import ClassBalancedBatchSampler
 from synthmix.training.views import STRONG_VIEWS, two_views
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two torch threads on a shared 2-core machine are many times slower than one
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sampler_every_anchor_has_a_positive_and_class0_works():

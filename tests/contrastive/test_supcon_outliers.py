@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _probe_setup(seed=0):

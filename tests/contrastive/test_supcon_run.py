@@ -5,16 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two torch threads on a shared 2-core machine are many times slower than one
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dataset(tmp, roles=("in_dist", "near_ood")):

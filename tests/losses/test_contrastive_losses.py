@@ -10,16 +10,7 @@ import torch.nn.functional as F
 
 from synthmix.training.losses import nt_xent_loss, supcon_hard_negative_loss, supcon_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two torch threads on a shared 2-core machine are many times slower than one
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _naive(z, labels, is_neg, parent, t, hard_weight=1.0):
