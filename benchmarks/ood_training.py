@@ -84,18 +84,12 @@ def main() -> None:
                          "(nood: e.g. a demo run's curated manifest; vos: `synthmix generate` with vos_per_class)")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
+
+    from _ood_eval import ood_sets, score_model
 
     torch.set_num_threads(1)
     from synthmix.data.bundled import fruits_path
-    from synthmix.data.manifest import read_manifest
-    from synthmix.data.tensors import label_tensor, load_tensor
-    from synthmix.evaluation.far_ood import build_far_ood
-    from synthmix.evaluation.features import extract
-    from synthmix.evaluation.ood.detectors import FittedDetectors
-    from synthmix.evaluation.ood.metrics import ood_metrics
-    from synthmix.evaluation.ood.posthoc import LinearHead
     from synthmix.models import create_model
     from synthmix.training.checkpoint import load_weights
     from synthmix.training.train import TrainRunConfig, prepare_data, train_run
@@ -108,15 +102,8 @@ def main() -> None:
                           train={"model": "small_cnn", "input_size": size, **recipe, "device": "cpu",
                                  "num_threads": 1})
     base = prepare_data(base.resolved(), out / "data").model_copy(update={"cache_dir": (out / "cache").resolve()})
-    rows = read_manifest(base.manifest)
     print(f"recipe {args.recipe}: {recipe}, {size} px", flush=True)
-    far_rows = build_far_ood(out / "far_ood", size=size)
-
-    def x_of(rs, manifest):
-        return load_tensor(rs, manifest, size, preprocess=base.preprocess, cache_dir=base.cache_dir)
-
-    near_x = x_of([r for r in rows if r["label"] == "mixed"], base.manifest)
-    far_x = x_of(far_rows, out / "far_ood" / "manifest.jsonl")
+    rows, x_of, near_x, far_x = ood_sets(base, out, size)
     results: dict = {}
     for setup in args.setups:
         for seed in args.seeds:
@@ -134,21 +121,9 @@ def main() -> None:
             classes = res["classes"]
             model = create_model("small_cnn", len(classes), input_size=size)
             load_weights(run / "checkpoints" / "final.pt", model)
-            tr = [r for r in rows if r["split"] == "train" and r["source"] == "real" and r["label"] in classes]
-            te = [r for r in rows if r["split"] == "test" and r["label"] in classes]
-            f_tr, _ = extract(model, x_of(tr, base.manifest))
-            det = FittedDetectors.fit(f_tr, label_tensor(tr, classes).numpy(), head=LinearHead.from_model(model))
-            f_te, z_te = extract(model, x_of(te, base.manifest))
-            s_id = det.score(f_te, z_te)
-            acc = float((z_te.argmax(1) == label_tensor(te, classes).numpy()).mean())
-            entry = {"accuracy": acc, "seconds": seconds, "near": {}, "far": {},
-                     "energy_test_median": float(np.median(-np.log(np.exp(z_te).sum(1))))}
-            for name, xs in (("near", near_x), ("far", far_x)):
-                f, z = extract(model, xs)
-                s = det.score(f, z)
-                entry[name] = {d: ood_metrics(s_id[d], s[d]) for d in det.names}
+            entry = {**score_model(model, classes, rows, x_of, base.manifest, near_x, far_x), "seconds": seconds}
             results.setdefault(setup, {})[seed] = entry
-            print(f"{setup} seed {seed}: acc {acc:.3f}, near AUROC energy {entry['near']['energy']['auroc']:.3f}, "
+            print(f"{setup} seed {seed}: acc {entry['accuracy']:.3f}, near AUROC energy {entry['near']['energy']['auroc']:.3f}, "
                   f"{seconds:.0f} s training", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     _table(results, len(near_x), len(far_x))

@@ -34,15 +34,10 @@ def main() -> None:
 
     import torch
 
+    from _ood_eval import ood_sets, score_model
+
     torch.set_num_threads(1)
     from synthmix.data.bundled import fruits_path
-    from synthmix.data.manifest import read_manifest
-    from synthmix.data.tensors import label_tensor, load_tensor
-    from synthmix.evaluation.far_ood import build_far_ood
-    from synthmix.evaluation.features import extract
-    from synthmix.evaluation.ood.detectors import FittedDetectors
-    from synthmix.evaluation.ood.metrics import ood_metrics
-    from synthmix.evaluation.ood.posthoc import LinearHead
     from synthmix.evaluation.stats import mean_ci
     from synthmix.training.rundir import load_run_model
     from synthmix.training.supcon_run import SupConRunConfig, supcon_run
@@ -52,14 +47,7 @@ def main() -> None:
     size = CONTRASTIVE["input_size"]
     base = TrainRunConfig(folder=fruits_path(), val_fraction=0.15, train={"input_size": size})
     base = prepare_data(base.resolved(), out / "data").model_copy(update={"cache_dir": (out / "cache").resolve()})
-    rows = read_manifest(base.manifest)
-    far_rows = build_far_ood(out / "far_ood", size=size)
-
-    def x_of(rs, manifest):
-        return load_tensor(rs, manifest, size, preprocess=base.preprocess, cache_dir=base.cache_dir)
-
-    near_x = x_of([r for r in rows if r["label"] == "mixed"], base.manifest)
-    far_x = x_of(far_rows, out / "far_ood" / "manifest.jsonl")
+    rows, x_of, near_x, far_x = ood_sets(base, out, size)
     results: dict = {}
     for setup in args.setups:
         for seed in args.seeds:
@@ -70,18 +58,10 @@ def main() -> None:
             res = supcon_run(cfg, run)
             classes = res["classes"]
             model = load_run_model(run)[0]
-            tr = [r for r in rows if r["split"] == "train" and r["source"] == "real" and r["label"] in classes]
-            te = [r for r in rows if r["split"] == "test" and r["label"] in classes]
-            f_tr, _ = extract(model, x_of(tr, base.manifest))
-            det = FittedDetectors.fit(f_tr, label_tensor(tr, classes).numpy(), head=LinearHead.from_model(model))
-            f_te, z_te = extract(model, x_of(te, base.manifest))
-            s_id = det.score(f_te, z_te)
-            acc = float((z_te.argmax(1) == label_tensor(te, classes).numpy()).mean())
-            entry = {"accuracy": acc, "seconds": res["fit"]["train_seconds"]}
-            for name, xs in (("near", near_x), ("far", far_x)):
-                f, z = extract(model, xs)
-                s = det.score(f, z)
-                entry[name] = {d: ood_metrics(s_id[d], s[d])["auroc"] for d in det.names}
+            scored = score_model(model, classes, rows, x_of, base.manifest, near_x, far_x)
+            acc = scored["accuracy"]
+            entry = {"accuracy": acc, "seconds": res["fit"]["train_seconds"],
+                     **{g: {d: m["auroc"] for d, m in scored[g].items()} for g in ("near", "far")}}
             results.setdefault(setup, {})[seed] = entry
             print(f"{setup} seed {seed}: acc {acc:.3f}, near MSP {entry['near']['msp']:.3f}, "
                   f"{entry['seconds']:.0f} s training", flush=True)
